@@ -1,0 +1,56 @@
+//! Constant-time sampling from small discrete distributions via a 65 536-entry lookup table.
+
+/// A discrete distribution over `T`, sampled with 16 random bits (resolution 1/65 536).
+#[derive(Debug, Clone)]
+pub struct Categorical<T: Copy> {
+    table: Vec<T>,
+}
+
+impl<T: Copy> Categorical<T> {
+    /// Builds the table from (outcome, weight) pairs; weights need not sum to one.
+    /// Every outcome with a positive weight gets at least one slot.
+    pub fn new(weights: &[(T, f64)]) -> Self {
+        const SLOTS: usize = 1 << 16;
+        let positive: Vec<(T, f64)> = weights.iter().copied().filter(|(_, w)| *w > 0.0).collect();
+        let total: f64 = positive.iter().map(|(_, w)| w).sum();
+        let mut counts: Vec<usize> = positive
+            .iter()
+            .map(|(_, w)| ((w / total * SLOTS as f64).round() as usize).max(1))
+            .collect();
+        // Rounding error goes to (or comes from) the most likely outcome.
+        if let Some(largest) = (0..counts.len()).max_by_key(|i| counts[*i]) {
+            let others: usize = counts.iter().sum::<usize>() - counts[largest];
+            counts[largest] = SLOTS.saturating_sub(others).max(1);
+        }
+        let mut table = Vec::with_capacity(SLOTS);
+        for ((outcome, _), count) in positive.iter().zip(counts) {
+            table.extend(std::iter::repeat_n(*outcome, count));
+        }
+        table.truncate(SLOTS);
+        Self { table }
+    }
+
+    /// The outcome for 16 random bits.
+    #[inline]
+    pub fn sample(&self, bits: u16) -> T {
+        self.table[bits as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_follow_weights() {
+        let c = Categorical::new(&[(1u8, 0.75), (2, 0.25)]);
+        let ones = (0..=u16::MAX).filter(|b| c.sample(*b) == 1).count();
+        assert_eq!(ones, 49152);
+    }
+
+    #[test]
+    fn tiny_weights_keep_a_slot() {
+        let c = Categorical::new(&[(1u8, 1.0), (9, 1e-9)]);
+        assert!((0..=u16::MAX).any(|b| c.sample(b) == 9));
+    }
+}

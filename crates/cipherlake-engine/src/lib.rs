@@ -1,0 +1,13 @@
+//! The cipherlake engine: DataFusion sessions for jobs, table registration (Parquet, CSV, Delta
+//! Lake), SQL scripts, the synthetic taxi data generator and the taxi benchmark suite.
+
+pub mod bench;
+pub mod datagen;
+pub mod error;
+pub mod output;
+pub mod script;
+pub mod session;
+pub mod tables;
+
+pub use error::EngineError;
+pub use session::new_session;
