@@ -22,10 +22,22 @@ pub struct BenchQuery {
 
 /// The taxi suite (tables `trips` and `zones`).
 pub const TAXI_QUERIES: [BenchQuery; 9] = [
-    BenchQuery { id: "Q0a", sql: "SELECT count(*) FROM trips" },
-    BenchQuery { id: "Q0b", sql: "SELECT count(*) FROM trips WHERE total_amount >= 0" },
-    BenchQuery { id: "Q1", sql: "SELECT VendorID, count(*) FROM trips GROUP BY 1" },
-    BenchQuery { id: "Q2", sql: "SELECT passenger_count, avg(total_amount) FROM trips GROUP BY 1" },
+    BenchQuery {
+        id: "Q0a",
+        sql: "SELECT count(*) FROM trips",
+    },
+    BenchQuery {
+        id: "Q0b",
+        sql: "SELECT count(*) FROM trips WHERE total_amount >= 0",
+    },
+    BenchQuery {
+        id: "Q1",
+        sql: "SELECT VendorID, count(*) FROM trips GROUP BY 1",
+    },
+    BenchQuery {
+        id: "Q2",
+        sql: "SELECT passenger_count, avg(total_amount) FROM trips GROUP BY 1",
+    },
     BenchQuery {
         id: "Q3",
         sql: "SELECT passenger_count, extract(year FROM tpep_pickup_datetime) AS y, count(*) FROM trips GROUP BY 1, 2",
@@ -86,13 +98,31 @@ pub struct BenchReport {
 /// number of trips.
 pub async fn register_taxi(ctx: &SessionContext, data: &Path) -> Result<u64, EngineError> {
     let location = data.to_string_lossy().to_string();
-    register_table(ctx, &TableSpec { name: "trips".into(), location: location.clone() }).await?;
+    register_table(
+        ctx,
+        &TableSpec {
+            name: "trips".into(),
+            location: location.clone(),
+        },
+    )
+    .await?;
     let zones = data.join("zones.csv").to_string_lossy().to_string();
-    register_table(ctx, &TableSpec { name: "zones".into(), location: zones }).await?;
+    register_table(
+        ctx,
+        &TableSpec {
+            name: "zones".into(),
+            location: zones,
+        },
+    )
+    .await?;
     let batches = query(ctx, "SELECT count(*) FROM trips").await?;
     let rows = batches
         .first()
-        .and_then(|b| b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>())
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+        })
         .map_or(0, |a| a.value(0));
     Ok(rows.max(0) as u64)
 }
@@ -111,7 +141,10 @@ pub async fn run_taxi_suite(
 ) -> Result<BenchReport, EngineError> {
     let threads = ctx.copied_config().target_partitions();
     let mut queries = Vec::new();
-    for q in TAXI_QUERIES.iter().filter(|q| selected.is_empty() || selected.iter().any(|s| s.eq_ignore_ascii_case(q.id))) {
+    for q in TAXI_QUERIES
+        .iter()
+        .filter(|q| selected.is_empty() || selected.iter().any(|s| s.eq_ignore_ascii_case(q.id)))
+    {
         let warm = query(ctx, q.sql).await?;
         let result_rows = warm.iter().map(|b| b.num_rows()).sum();
         let mut runs_ms = Vec::with_capacity(runs);

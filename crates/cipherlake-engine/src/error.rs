@@ -45,5 +45,8 @@ pub enum EngineError {
 /// DataFusion's message without its nested "Error during planning:" style prefixes repeated,
 /// on one line.
 pub fn one_line(e: &DataFusionError) -> String {
-    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -27,7 +27,9 @@ impl std::str::FromStr for OutputFormat {
             "table" => Ok(Self::Table),
             "csv" => Ok(Self::Csv),
             "json" => Ok(Self::Json),
-            other => Err(format!("unknown format '{other}' (expected table, csv or json)")),
+            other => Err(format!(
+                "unknown format '{other}' (expected table, csv or json)"
+            )),
         }
     }
 }
@@ -37,14 +39,20 @@ fn output_err(e: impl std::fmt::Display) -> EngineError {
 }
 
 /// Writes `batches` to `out` in `format`.
-pub fn write_batches(format: OutputFormat, batches: &[RecordBatch], out: &mut dyn Write) -> Result<(), EngineError> {
+pub fn write_batches(
+    format: OutputFormat,
+    batches: &[RecordBatch],
+    out: &mut dyn Write,
+) -> Result<(), EngineError> {
     match format {
         OutputFormat::Table => {
             let table = pretty_format_batches(batches).map_err(output_err)?;
             writeln!(out, "{table}").map_err(output_err)
         }
         OutputFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             for batch in batches {
                 writer.write(batch).map_err(output_err)?;
             }
@@ -52,7 +60,9 @@ pub fn write_batches(format: OutputFormat, batches: &[RecordBatch], out: &mut dy
         }
         OutputFormat::Json => {
             let mut writer = arrow::json::LineDelimitedWriter::new(out);
-            writer.write_batches(&batches.iter().collect::<Vec<_>>()).map_err(output_err)?;
+            writer
+                .write_batches(&batches.iter().collect::<Vec<_>>())
+                .map_err(output_err)?;
             writer.finish().map_err(output_err)
         }
     }

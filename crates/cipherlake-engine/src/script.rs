@@ -30,7 +30,9 @@ pub fn parse_script(sql: &str) -> Result<Vec<Statement>, EngineError> {
         .and_then(|mut parser| parser.parse_statements())
         .map_err(|e| EngineError::Syntax(strip_parser_prefix(&one_line(&e))))?;
     if statements.is_empty() {
-        return Err(EngineError::Syntax("the script contains no statement".to_string()));
+        return Err(EngineError::Syntax(
+            "the script contains no statement".to_string(),
+        ));
     }
     Ok(statements.into())
 }
@@ -46,7 +48,11 @@ fn strip_parser_prefix(message: &str) -> String {
 
 /// A statement's first characters on one line.
 fn summarize(statement: &Statement) -> String {
-    let text = statement.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = statement
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     match text.char_indices().nth(60) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
@@ -67,7 +73,11 @@ pub async fn run_script(
             summary: summary.clone(),
             message: one_line(&e),
         };
-        let plan = ctx.state().statement_to_plan(statement).await.map_err(fail)?;
+        let plan = ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(fail)?;
         let df = ctx.execute_logical_plan(plan).await.map_err(fail)?;
         let has_columns = !df.schema().fields().is_empty();
         let batches = df.collect().await.map_err(fail)?;

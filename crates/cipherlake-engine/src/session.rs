@@ -26,6 +26,7 @@ impl Default for SessionOptions {
 ///   `Airport_fee` can be written unquoted as users of Spark and DuckDB do (function names and
 ///   keywords stay case-insensitive);
 /// - `information_schema` is available;
+/// - files and directories can be queried by path, as in DuckDB: `SELECT … FROM 'dir/'`;
 /// - `CREATE EXTERNAL TABLE … STORED AS DELTATABLE` opens Delta Lake tables.
 pub fn new_session(options: &SessionOptions) -> SessionContext {
     let mut config = SessionConfig::new()
@@ -37,5 +38,5 @@ pub fn new_session(options: &SessionOptions) -> SessionContext {
         .with_default_features()
         .with_table_factory("DELTATABLE".to_string(), Arc::new(DeltaTableFactory {}))
         .build();
-    SessionContext::new_with_state(state)
+    SessionContext::new_with_state(state).enable_url_table()
 }

@@ -32,7 +32,9 @@ impl FromStr for TableSpec {
             arg: arg.to_string(),
             reason: reason.to_string(),
         };
-        let (name, location) = arg.split_once('=').ok_or_else(|| bad("expected NAME=PATH_OR_URL"))?;
+        let (name, location) = arg
+            .split_once('=')
+            .ok_or_else(|| bad("expected NAME=PATH_OR_URL"))?;
         let name = name.trim();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(bad("the name must be letters, digits and underscores"));
@@ -71,9 +73,9 @@ impl TableSpec {
         if let Ok(url) = Url::parse(&self.location) {
             if url.scheme().len() > 1 {
                 return match url.scheme() {
-                    "file" => url
-                        .to_file_path()
-                        .map_err(|()| self.error(format!("'{}' is not a valid file URL", self.location))),
+                    "file" => url.to_file_path().map_err(|()| {
+                        self.error(format!("'{}' is not a valid file URL", self.location))
+                    }),
                     other => Err(self.error(format!(
                         "unsupported URL scheme '{other}' (supported: local paths and file://)"
                     ))),
@@ -105,7 +107,10 @@ impl TableSpec {
         let mut extensions = Vec::new();
         for entry in entries.flatten() {
             let p = entry.path();
-            let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(['.', '_']));
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(['.', '_']));
             if !hidden {
                 extensions.extend(extension(&p));
             }
@@ -124,11 +129,16 @@ impl TableSpec {
 }
 
 fn extension(path: &Path) -> Option<String> {
-    path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase)
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
 }
 
 /// Registers `spec` in `ctx`, detecting its format.
-pub async fn register_table(ctx: &SessionContext, spec: &TableSpec) -> Result<TableFormat, EngineError> {
+pub async fn register_table(
+    ctx: &SessionContext,
+    spec: &TableSpec,
+) -> Result<TableFormat, EngineError> {
     let path = spec.local_path()?;
     let format = spec.detect_format(&path)?;
     let fail = |e: datafusion::error::DataFusionError| spec.error(one_line(&e));
@@ -140,8 +150,10 @@ pub async fn register_table(ctx: &SessionContext, spec: &TableSpec) -> Result<Ta
             .map_err(fail)?,
         TableFormat::Csv => register_csv(ctx, spec, &path).await?,
         TableFormat::Delta => {
-            let url = Url::from_directory_path(std::path::absolute(&path).map_err(|e| spec.error(e.to_string()))?)
-                .map_err(|()| spec.error(format!("{} is not an absolute path", path.display())))?;
+            let url = Url::from_directory_path(
+                std::path::absolute(&path).map_err(|e| spec.error(e.to_string()))?,
+            )
+            .map_err(|()| spec.error(format!("{} is not an absolute path", path.display())))?;
             let table = deltalake::open_table(url)
                 .await
                 .map_err(|e| spec.error(format!("opening Delta table {}: {e}", path.display())))?;
@@ -150,27 +162,37 @@ pub async fn register_table(ctx: &SessionContext, spec: &TableSpec) -> Result<Ta
                 .with_session(Arc::new(ctx.state()))
                 .await
                 .map_err(|e| spec.error(format!("opening Delta table {}: {e}", path.display())))?;
-            ctx.register_table(spec.name.as_str(), provider).map_err(fail)?;
+            ctx.register_table(spec.name.as_str(), provider)
+                .map_err(fail)?;
         }
     }
     Ok(format)
 }
 
-async fn register_csv(ctx: &SessionContext, spec: &TableSpec, path: &Path) -> Result<(), EngineError> {
+async fn register_csv(
+    ctx: &SessionContext,
+    spec: &TableSpec,
+    path: &Path,
+) -> Result<(), EngineError> {
     let fail = |e: datafusion::error::DataFusionError| spec.error(one_line(&e));
     let location = path.to_string_lossy().to_string();
-    let small = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= IN_MEMORY_CSV_BYTES);
+    let small =
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= IN_MEMORY_CSV_BYTES);
     if !small {
         return ctx
             .register_csv(&spec.name, &location, CsvReadOptions::new())
             .await
             .map_err(fail);
     }
-    let df = ctx.read_csv(&location, CsvReadOptions::new()).await.map_err(fail)?;
+    let df = ctx
+        .read_csv(&location, CsvReadOptions::new())
+        .await
+        .map_err(fail)?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await.map_err(fail)?;
     let table = MemTable::try_new(schema, vec![batches]).map_err(fail)?;
-    ctx.register_table(spec.name.as_str(), Arc::new(table)).map_err(fail)?;
+    ctx.register_table(spec.name.as_str(), Arc::new(table))
+        .map_err(fail)?;
     Ok(())
 }
 
@@ -183,10 +205,22 @@ mod tests {
         let spec: TableSpec = "trips=/data/trips".parse().unwrap();
         assert_eq!(spec.name, "trips");
         assert_eq!(spec.location, "/data/trips");
-        assert!(matches!("trips".parse::<TableSpec>(), Err(EngineError::TableArg { .. })));
-        assert!(matches!("=x".parse::<TableSpec>(), Err(EngineError::TableArg { .. })));
-        assert!(matches!("a b=x".parse::<TableSpec>(), Err(EngineError::TableArg { .. })));
-        assert!(matches!("t=".parse::<TableSpec>(), Err(EngineError::TableArg { .. })));
+        assert!(matches!(
+            "trips".parse::<TableSpec>(),
+            Err(EngineError::TableArg { .. })
+        ));
+        assert!(matches!(
+            "=x".parse::<TableSpec>(),
+            Err(EngineError::TableArg { .. })
+        ));
+        assert!(matches!(
+            "a b=x".parse::<TableSpec>(),
+            Err(EngineError::TableArg { .. })
+        ));
+        assert!(matches!(
+            "t=".parse::<TableSpec>(),
+            Err(EngineError::TableArg { .. })
+        ));
     }
 
     #[test]

@@ -11,7 +11,12 @@ use clap::{ArgAction, Parser, Subcommand};
 /// Confidential big-data analytics: SQL over Parquet, Delta Lake and SQL databases, with data,
 /// keys and code in plaintext only inside attested TEEs.
 #[derive(Debug, Parser)]
-#[command(name = "cipherlake", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "cipherlake",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     /// More log output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
     #[arg(short, long, action = ArgAction::Count, global = true)]
@@ -49,10 +54,16 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         eprintln!("error: internal error (a bug in cipherlake){place}: {message}");
     }));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

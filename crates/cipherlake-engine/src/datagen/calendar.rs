@@ -17,7 +17,9 @@ const WEEKEND: [f64; 24] = [
     0.75, 0.76, 0.78, 0.76, 0.72, 0.72, 0.74, 0.75,
 ];
 /// Relative volume by month (summer and January dips).
-const MONTH: [f64; 12] = [0.93, 0.97, 1.07, 1.03, 1.06, 1.02, 0.92, 0.90, 0.97, 1.07, 1.00, 1.00];
+const MONTH: [f64; 12] = [
+    0.93, 0.97, 1.07, 1.03, 1.06, 1.02, 0.92, 0.90, 0.97, 1.07, 1.00, 1.00,
+];
 /// Days per month in 2024.
 const MONTH_DAYS: [usize; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
@@ -68,14 +70,21 @@ impl Calendar {
         let c = &self.cumulative;
         let mut h = (*hint).min(HOURS - 1);
         if c[h] > u {
-            h = c.partition_point(|x| *x <= u).saturating_sub(1).min(HOURS - 1);
+            h = c
+                .partition_point(|x| *x <= u)
+                .saturating_sub(1)
+                .min(HOURS - 1);
         }
         while h + 1 < HOURS && c[h + 1] <= u {
             h += 1;
         }
         *hint = h;
         let width = c[h + 1] - c[h];
-        let within = if width > 0.0 { ((u - c[h]) / width).clamp(0.0, 0.999_999) } else { 0.0 };
+        let within = if width > 0.0 {
+            ((u - c[h]) / width).clamp(0.0, 0.999_999)
+        } else {
+            0.0
+        };
         YEAR_START + h as i64 * 3_600 + (within * 3_600.0) as i64
     }
 }

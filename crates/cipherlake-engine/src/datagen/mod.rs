@@ -12,8 +12,8 @@ mod zones;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parquet::arrow::ArrowWriter;
@@ -92,7 +92,10 @@ pub enum DatagenError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatagenError + '_ {
-    move |source| DatagenError::Io { path: path.to_path_buf(), source }
+    move |source| DatagenError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl TaxiOptions {
@@ -125,7 +128,10 @@ fn existing_parts(dir: &Path) -> Result<Vec<PathBuf>, DatagenError> {
     let mut parts = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
         let path = entry.map_err(io_err(dir))?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.starts_with("part-") && name.ends_with(".parquet") {
             parts.push(path);
         }
@@ -163,7 +169,9 @@ pub fn generate_taxi(
     fs::create_dir_all(out).map_err(io_err(out))?;
     let old_parts = existing_parts(out)?;
     if !old_parts.is_empty() && !options.overwrite {
-        return Err(DatagenError::Exists { dir: out.to_path_buf() });
+        return Err(DatagenError::Exists {
+            dir: out.to_path_buf(),
+        });
     }
 
     let model = TripModel::new();
@@ -185,7 +193,10 @@ pub fn generate_taxi(
                         Ok(bytes) => written.lock().expect("no panics while locked")[index] = bytes,
                         Err(e) => {
                             failed.store(true, Ordering::Relaxed);
-                            first_error.lock().expect("no panics while locked").get_or_insert(e);
+                            first_error
+                                .lock()
+                                .expect("no panics while locked")
+                                .get_or_insert(e);
                         }
                     }
                 }
@@ -215,7 +226,11 @@ pub fn generate_taxi(
         files: paths,
         zones,
         rows: options.rows,
-        parquet_bytes: written.into_inner().expect("no panics while locked").iter().sum(),
+        parquet_bytes: written
+            .into_inner()
+            .expect("no panics while locked")
+            .iter()
+            .sum(),
         elapsed: started.elapsed(),
     })
 }
@@ -234,15 +249,26 @@ fn write_part(
     let end = options.rows * (index as u64 + 1) / files as u64;
     let schema = schema();
     let file = File::create(path).map_err(io_err(path))?;
-    let parquet_err = |source| DatagenError::Parquet { path: path.to_path_buf(), source };
-    let mut writer =
-        ArrowWriter::try_new(file, schema.clone(), Some(writer_properties())).map_err(parquet_err)?;
+    let parquet_err = |source| DatagenError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties()))
+        .map_err(parquet_err)?;
     let mut row = first;
     let mut batch_index = 0u64;
     while row < end && !cancelled.load(Ordering::Relaxed) {
         let n = (end - row).min(BATCH_ROWS as u64) as usize;
         let stream = ((index as u64) << 32) | batch_index;
-        let batch = generate_batch(model, schema.clone(), options.seed, stream, row, n, options.rows);
+        let batch = generate_batch(
+            model,
+            schema.clone(),
+            options.seed,
+            stream,
+            row,
+            n,
+            options.rows,
+        );
         writer.write(&batch).map_err(parquet_err)?;
         progress(n as u64);
         row += n as u64;

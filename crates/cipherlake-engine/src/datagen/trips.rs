@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use arrow::array::TimestampMicrosecondArray;
 use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use arrow::array::TimestampMicrosecondArray;
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_distr::StandardNormal;
@@ -56,6 +56,8 @@ const IMPROVEMENT_CENTS: i64 = 100;
 const CONGESTION_CENTS: i64 = 250;
 const AIRPORT_FEE_CENTS: i64 = 175;
 const TOLL_CENTS: i64 = 694;
+/// How far (seconds) a trip's position in the file strays from pickup-time order.
+const UPLOAD_JITTER_S: u32 = 15 * 60;
 
 /// The fixed distributions, built once per generation run.
 pub struct TripModel {
@@ -89,12 +91,12 @@ impl TripModel {
             payment: Categorical::new(&[(1, 0.820), (2, 0.168), (4, 0.007), (3, 0.005)]),
             card_tip_percent: Categorical::new(&[
                 (0, 0.12),
-                (20, 0.30),
-                (25, 0.22),
-                (30, 0.12),
-                (15, 0.08),
-                (18, 0.08),
-                (22, 0.08),
+                (15, 0.10),
+                (18, 0.12),
+                (20, 0.33),
+                (22, 0.10),
+                (25, 0.16),
+                (30, 0.07),
             ]),
         }
     }
@@ -145,7 +147,7 @@ fn trip_distance(rng: &mut SmallRng, pu: ZoneClass, pu_id: i32, do_id: i32) -> f
     } else if pu_id == EWR || do_id == EWR {
         17.5 + 2.5 * z
     } else if pu == ZoneClass::Manhattan {
-        (0.50 + 0.72 * z).exp() // median ~1.65 mi
+        (0.42 + 0.72 * z).exp() // median ~1.5 mi
     } else {
         (1.35 + 0.65 * z).exp()
     };
@@ -165,9 +167,28 @@ impl Columns {
     fn with_capacity(n: usize) -> Self {
         let mut c = Self::default();
         macro_rules! reserve { ($($f:ident),*) => { $( c.$f.reserve(n); )* } }
-        reserve!(vendor, pickup, dropoff, passengers, distance, ratecode, store_and_fwd, pu, do_,
-            payment, fare, extra, mta_tax, tip, tolls, improvement, total, congestion, airport_fee,
-            present);
+        reserve!(
+            vendor,
+            pickup,
+            dropoff,
+            passengers,
+            distance,
+            ratecode,
+            store_and_fwd,
+            pu,
+            do_,
+            payment,
+            fare,
+            extra,
+            mta_tax,
+            tip,
+            tolls,
+            improvement,
+            total,
+            congestion,
+            airport_fee,
+            present
+        );
         c
     }
 
@@ -209,7 +230,8 @@ impl Columns {
         let noise = 0.75 + 0.5 * rng.random::<f64>();
         let duration_s = (90.0 + distance / speed * 3_600.0 * noise) as i64;
         let slow_minutes = ((duration_s as f64 - distance * 300.0).max(0.0) / 60.0 * 0.5).round();
-        let meter = INITIAL_CENTS + UNIT_CENTS * ((distance * 5.0).round() as i64 + slow_minutes as i64);
+        let meter =
+            INITIAL_CENTS + UNIT_CENTS * ((distance * 5.0).round() as i64 + slow_minutes as i64);
         let fare = match ratecode {
             2 => JFK_FLAT_CENTS,
             3 => NEWARK_SURCHARGE_CENTS + meter,
@@ -227,11 +249,24 @@ impl Columns {
         } else {
             0
         };
-        let airport_fee = if present && (pu == JFK || pu == LGA) { AIRPORT_FEE_CENTS } else { 0 };
+        let airport_fee = if present && (pu == JFK || pu == LGA) {
+            AIRPORT_FEE_CENTS
+        } else {
+            0
+        };
         let crosses = airport || do_ == JFK || do_ == LGA || ratecode == 3 || ratecode == 4;
-        let tolls = if share(bits(b, 2), if crosses { 0.45 } else { 0.01 }) { TOLL_CENTS } else { 0 };
-        let payment = if present { model.payment.sample(bits(b, 0)) } else { 0 };
-        let pre_tip = fare + extra + MTA_TAX_CENTS + IMPROVEMENT_CENTS + congestion + airport_fee + tolls;
+        let tolls = if share(bits(b, 2), if crosses { 0.45 } else { 0.01 }) {
+            TOLL_CENTS
+        } else {
+            0
+        };
+        let payment = if present {
+            model.payment.sample(bits(b, 0))
+        } else {
+            0
+        };
+        let pre_tip =
+            fare + extra + MTA_TAX_CENTS + IMPROVEMENT_CENTS + congestion + airport_fee + tolls;
         let tip_percent = match payment {
             1 => model.card_tip_percent.sample(bits(b, 1)) as i64,
             0 if share(bits(c, 2), 0.5) => model.card_tip_percent.sample(bits(c, 3)) as i64,
@@ -239,16 +274,25 @@ impl Columns {
         };
         let tip = pre_tip * tip_percent / 100;
         // Disputes and no-charge trips are often refunded: every amount negated.
-        let sign = if matches!(payment, 3 | 4) && special & 1 == 1 { -1 } else { 1 };
+        let sign = if matches!(payment, 3 | 4) && special & 1 == 1 {
+            -1
+        } else {
+            1
+        };
 
         self.present.push(present);
         self.vendor.push(vendor);
         self.pickup.push(pickup_s * 1_000_000);
         self.dropoff.push((pickup_s + duration_s) * 1_000_000);
-        self.passengers.push(if present { model.passengers.sample(bits(c, 0)) } else { 0 });
+        self.passengers.push(if present {
+            model.passengers.sample(bits(c, 0))
+        } else {
+            0
+        });
         self.distance.push(distance);
         self.ratecode.push(ratecode);
-        self.store_and_fwd.push(if share(bits(c, 1), 0.005) { "Y" } else { "N" });
+        self.store_and_fwd
+            .push(if share(bits(c, 1), 0.005) { "Y" } else { "N" });
         self.pu.push(pu);
         self.do_.push(do_);
         self.payment.push(payment);
@@ -270,7 +314,10 @@ impl Columns {
             Arc::new(Float64Array::new(dollars.into(), nulls))
         };
         let flags = StringArray::from_iter(
-            self.store_and_fwd.iter().zip(nulls.iter().flat_map(|n| n.iter())).map(|(f, p)| p.then_some(*f)),
+            self.store_and_fwd
+                .iter()
+                .zip(nulls.iter().flat_map(|n| n.iter()))
+                .map(|(f, p)| p.then_some(*f)),
         );
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int32Array::from(self.vendor)),
@@ -293,7 +340,8 @@ impl Columns {
             cents(self.congestion, nulls.clone()),
             cents(self.airport_fee, nulls),
         ];
-        RecordBatch::try_new(schema, columns).expect("columns match the taxi schema by construction")
+        RecordBatch::try_new(schema, columns)
+            .expect("columns match the taxi schema by construction")
     }
 }
 
@@ -326,7 +374,10 @@ pub fn generate_batch(
     let total = total_rows.max(1) as f64;
     for i in 0..n as u64 {
         let u = ((first_row + i) as f64 + rng.random::<f64>()) / total;
-        let pickup_s = model.calendar.pickup_at(u.min(0.999_999_999), &mut hint);
+        let in_order = model.calendar.pickup_at(u.min(0.999_999_999), &mut hint);
+        // Vendors upload in batches, so the files are only roughly in time order.
+        let pickup_s =
+            in_order + (rng.next_u32() % (2 * UPLOAD_JITTER_S + 1)) as i64 - UPLOAD_JITTER_S as i64;
         let pickup_s = outlier_pickup(&mut rng, pickup_s);
         columns.push_trip(model, &mut rng, pickup_s);
     }

@@ -48,15 +48,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let ctx = new_session(&options);
     let rows = register_taxi(&ctx, &args.data).await?;
-    println!("taxi suite: {rows} trips, {} thread(s), {} hot run(s) per query", options.target_partitions, args.runs);
-    println!("{:<5} {:>12} {:>12} {:>18}", "query", "median ms", "min ms", "M rows/s/core");
+    println!(
+        "taxi suite: {rows} trips, {} thread(s), {} hot run(s) per query",
+        options.target_partitions, args.runs
+    );
+    println!(
+        "{:<5} {:>12} {:>12} {:>18}",
+        "query", "median ms", "min ms", "M rows/s/core"
+    );
     let report = run_taxi_suite(&ctx, rows, args.runs, &args.queries, &mut |t| {
-        println!("{:<5} {:>12.1} {:>12.1} {:>18.1}", t.id, t.median_ms, t.min_ms, t.rows_per_sec_per_core / 1e6);
+        println!(
+            "{:<5} {:>12.1} {:>12.1} {:>18.1}",
+            t.id,
+            t.median_ms,
+            t.min_ms,
+            t.rows_per_sec_per_core / 1e6
+        );
     })
     .await?;
     if let Some(path) = &args.json {
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())

@@ -10,9 +10,13 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
         _ => (cleaned.as_str(), 1.0),
     };
     if scale == 1.0 {
-        return number.parse().map_err(|_| format!("'{s}' is not a count (e.g. 1000000, 10M, 1.5B)"));
+        return number
+            .parse()
+            .map_err(|_| format!("'{s}' is not a count (e.g. 1000000, 10M, 1.5B)"));
     }
-    let value: f64 = number.parse().map_err(|_| format!("'{s}' is not a count (e.g. 1000000, 10M, 1.5B)"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{s}' is not a count (e.g. 1000000, 10M, 1.5B)"))?;
     if !(value.is_finite() && value >= 0.0) {
         return Err(format!("'{s}' is not a count"));
     }

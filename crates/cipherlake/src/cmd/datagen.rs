@@ -52,19 +52,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rows: args.rows,
         files: args.files,
         seed: args.seed,
-        threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         overwrite: args.overwrite,
     };
     let bar = ProgressBar::with_draw_target(Some(args.rows), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {percent:>3}% {human_pos}/{human_len} rows, {per_sec}, eta {eta}")
-            .context("progress bar template")?,
+        ProgressStyle::with_template(
+            "{bar:40} {percent:>3}% {human_pos}/{human_len} rows, {per_sec}, eta {eta}",
+        )
+        .context("progress bar template")?,
     );
     let out = args.out.clone();
     let progress_bar = bar.clone();
-    let report = tokio::task::spawn_blocking(move || generate_taxi(&out, &options, &|n| progress_bar.inc(n)))
-        .await
-        .context("the generator thread failed")??;
+    let report = tokio::task::spawn_blocking(move || {
+        generate_taxi(&out, &options, &|n| progress_bar.inc(n))
+    })
+    .await
+    .context("the generator thread failed")??;
     bar.finish_and_clear();
     let seconds = report.elapsed.as_secs_f64();
     println!(

@@ -34,7 +34,9 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let sql = match (&args.sql, &args.file) {
         (Some(sql), None) => sql.clone(),
-        (None, Some(file)) => std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
+        (None, Some(file)) => {
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+        }
         _ => bail!("give the SQL as an argument or with --file FILE"),
     };
     let format: OutputFormat = args.format.parse().map_err(anyhow::Error::msg)?;
@@ -48,7 +50,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if output.has_columns {
             let mut out = stdout.lock();
             write_batches(format, &output.batches, &mut out)?;
-            out.flush().map_err(|e| cipherlake_engine::EngineError::Output(e.to_string()))?;
+            out.flush()
+                .map_err(|e| cipherlake_engine::EngineError::Output(e.to_string()))?;
         }
         Ok(())
     })
