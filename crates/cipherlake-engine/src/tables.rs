@@ -70,19 +70,20 @@ impl TableSpec {
 
     /// The local path this table's location names.
     pub fn local_path(&self) -> Result<PathBuf, EngineError> {
-        if let Ok(url) = Url::parse(&self.location) {
-            if url.scheme().len() > 1 {
-                return match url.scheme() {
-                    "file" => url.to_file_path().map_err(|()| {
-                        self.error(format!("'{}' is not a valid file URL", self.location))
-                    }),
-                    other => Err(self.error(format!(
-                        "unsupported URL scheme '{other}' (supported: local paths and file://)"
-                    ))),
-                };
-            }
+        // A one-letter "scheme" is a Windows drive letter, not a URL.
+        let url = Url::parse(&self.location)
+            .ok()
+            .filter(|u| u.scheme().len() > 1);
+        match url {
+            Some(url) if url.scheme() == "file" => url
+                .to_file_path()
+                .map_err(|()| self.error(format!("'{}' is not a valid file URL", self.location))),
+            Some(url) => Err(self.error(format!(
+                "unsupported URL scheme '{}' (supported: local paths and file://)",
+                url.scheme()
+            ))),
+            None => Ok(PathBuf::from(&self.location)),
         }
-        Ok(PathBuf::from(&self.location))
     }
 
     /// Detects the table's format from what is at its location.
