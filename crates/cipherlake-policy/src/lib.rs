@@ -1,1 +1,46 @@
-//! placeholder
+//! cipherlake policies: what the data custodian allows, in a form the CAS can enforce.
+//!
+//! * [`Policy::parse`] reads the YAML (`apiVersion: cipherlake/v1`, schema in [`model`] and
+//!   `docs/policy.md`), rejecting unknown fields, and validates it: parse errors and every
+//!   validation issue name the field path and the line ([`PolicyError`]).
+//! * [`Policy::hash`] identifies a version: SHA-256 of a canonical JSON form ([`hash`]),
+//!   independent of formatting, key order and comments.
+//! * [`sign`] and [`verify_update`] implement owner-signed versions with a predecessor chain
+//!   ([`SignedPolicy`], [`UpdateError`]); [`OwnerSigningKey`] generates and stores owner keys.
+//! * [`evaluate`] checks attested [`cipherlake_attest::Claims`] and a [`Request`] against a
+//!   service and returns a [`Decision`] with every failing [`Reason`].
+//! * [`render`] substitutes secret values into a service's `env`, `args` and `files`
+//!   ([`Rendered`]); [`check_import`] resolves secrets shared between policies.
+//!
+//! No I/O, no network, no clock: the CAS supplies texts, values and the time.
+
+pub mod digest;
+pub mod evaluate;
+pub mod hash;
+pub mod import;
+pub mod keys;
+pub mod keyword;
+pub mod model;
+mod names;
+pub mod parse;
+pub mod path;
+pub mod policy;
+pub mod render;
+pub mod signed;
+pub mod template;
+pub mod validate;
+
+pub use digest::{Digest, DigestAlgorithm};
+pub use evaluate::{Decision, Reason, Request, evaluate, required_tolerances};
+pub use hash::PolicyHash;
+pub use import::{ImportError, check_import};
+pub use keys::{KeyError, OwnerSigningKey, PublicKey};
+pub use keyword::{Console, Keyword, Named, SecretKind, Tolerance};
+pub use model::{Attestation, Export, Import, PolicySpec, SecretSpec, SecretText, Service};
+pub use parse::ParseError;
+pub use path::{FieldPath, Location, Segment};
+pub use policy::{Policy, PolicyError};
+pub use render::{RenderError, Rendered, RenderedValue, SecretValue, SecretValues, render};
+pub use signed::{Accepted, SignedPolicy, UpdateError, sign, signing_message, verify_update};
+pub use template::TemplateError;
+pub use validate::{Invalid, Issue, IssueKind};

@@ -1,0 +1,658 @@
+//! Semantic validation: everything the schema cannot say, every problem reported at once.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use zeroize::Zeroizing;
+
+use crate::digest::{Digest, DigestAlgorithm};
+use crate::keyword::{Keyword, Named, SecretKind};
+use crate::model::{PolicySpec, SecretSpec, SecretText, Service};
+use crate::names::{MAX_NAME_LEN, file_path_problem, is_dns_name, is_env_name, is_name};
+use crate::parse::{SourceMap, at_location};
+use crate::path::{FieldPath, Location};
+use crate::template::{Template, TemplateError, render_problem};
+
+/// Largest `size` of a generated secret.
+const MAX_GENERATED_SIZE: u32 = 65_536;
+
+/// One problem found by validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}{}: {kind}", at_location(.location))]
+pub struct Issue {
+    /// The field concerned.
+    pub path: FieldPath,
+    /// Where it is in the text (the nearest written ancestor for absent fields).
+    pub location: Option<Location>,
+    /// What is wrong.
+    pub kind: IssueKind,
+}
+
+/// What validation can find wrong. Messages name the values concerned, never secret values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssueKind {
+    /// A policy, service or secret name breaks the naming rule.
+    #[error(
+        "invalid name {0:?}: use 1 to {MAX_NAME_LEN} letters, digits, '-' or '_', starting with a letter or digit"
+    )]
+    InvalidName(String),
+    /// `owners` is empty.
+    #[error("list at least one owner key (ed25519:HEX)")]
+    NoOwner,
+    /// An owner key that cannot verify signatures.
+    #[error("{0} is not a usable ed25519 public key (not a curve point, or a weak key)")]
+    UnusableOwnerKey(String),
+    /// `attestation.tees` is empty.
+    #[error("list at least one TEE (sim, sgx, tdx, sev-snp or azure)")]
+    NoTee,
+    /// A word that is not a keyword of its field.
+    #[error("unknown {field} {word:?} (expected {expected})")]
+    UnknownKeyword {
+        /// What kind of keyword (`TEE`, `tolerance`, ...).
+        field: &'static str,
+        /// The word as written.
+        word: String,
+        /// The accepted words.
+        expected: &'static str,
+    },
+    /// The same entry twice in a list.
+    #[error("duplicate {what} {value}")]
+    Duplicate {
+        /// What the list holds.
+        what: &'static str,
+        /// The repeated entry.
+        value: String,
+    },
+    /// A digest whose length does not match its algorithm.
+    #[error("{digest}: {problem}")]
+    DigestLength {
+        /// The digest as written (canonical spelling).
+        digest: String,
+        /// The length problem.
+        problem: String,
+    },
+    /// A job hash that is not SHA-256.
+    #[error("job hashes are SHA-256 (sha256:HEX, 32 bytes), found {0}")]
+    JobNotSha256(String),
+    /// A service that pins no code.
+    #[error("a service must list at least one measurement or signer")]
+    NoCodeIdentity,
+    /// Platform keys listed although `sim` is not an accepted TEE.
+    #[error("platforms are LAS keys for sim evidence, but attestation.tees does not list sim")]
+    PlatformsWithoutSim,
+    /// A zero that would refuse everything.
+    #[error("must be at least 1")]
+    Zero,
+    /// An environment variable name that is not one.
+    #[error("invalid environment variable name {0:?}")]
+    InvalidEnvName(String),
+    /// A file path that is not an acceptable absolute path.
+    #[error("file path {path:?} {problem}")]
+    InvalidFilePath {
+        /// The path.
+        path: String,
+        /// Why it is refused.
+        problem: &'static str,
+    },
+    /// A template that does not parse.
+    #[error("invalid template: {0}")]
+    Template(TemplateError),
+    /// A reference to a secret the policy does not define.
+    #[error("references undefined secret {0:?}")]
+    UndefinedSecret(String),
+    /// A secret reference that cannot produce text for the secret's kind.
+    #[error("cannot render secret {name:?}: {problem}")]
+    NotRenderable {
+        /// The secret.
+        name: String,
+        /// Why.
+        problem: String,
+    },
+    /// `kms_keys` naming a secret that is not a key.
+    #[error(
+        "{name:?} is of kind {kind}, not a key the KMS can use (aes-256, rsa-2048, rsa-3072, ec-p256)"
+    )]
+    NotAKmsKey {
+        /// The secret.
+        name: String,
+        /// Its kind.
+        kind: SecretKind,
+    },
+    /// Two ways of obtaining a value at once.
+    #[error("`{0}` and `{1}` exclude each other")]
+    Conflict(&'static str, &'static str),
+    /// An inline value for a kind that must be generated, imported or uploaded.
+    #[error(
+        "a {0} secret cannot be given inline: use `generate: true`, `import_from`, or upload it to the CAS"
+    )]
+    InlineValueNotAllowed(SecretKind),
+    /// An inline value that does not decode (the message never contains the value).
+    #[error("{0}")]
+    BadInlineValue(String),
+    /// A field that does not apply to this kind of secret.
+    #[error("`{field}` does not apply here: {applies}")]
+    NotApplicable {
+        /// The field.
+        field: &'static str,
+        /// Where it applies.
+        applies: &'static str,
+    },
+    /// An `x509` secret without an issuer.
+    #[error("an x509 secret names its issuing x509-ca secret in `ca`")]
+    MissingCa,
+    /// `ca` naming something that is not a CA.
+    #[error("`ca` must name an x509-ca secret, but {name:?} is of kind {kind}")]
+    NotACa {
+        /// The secret named.
+        name: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// An invalid DNS name.
+    #[error("invalid DNS name {0:?}")]
+    InvalidDnsName(String),
+    /// A value out of range.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// An import or export naming this policy itself.
+    #[error("a policy cannot import from or export to itself")]
+    SelfReference,
+    /// An imported secret listed for export again.
+    #[error(
+        "an imported secret cannot be exported again (its exporting policy decides who may import it)"
+    )]
+    ReExport,
+}
+
+/// All problems found in a policy, in the order they appear in the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Invalid {
+    /// The problems (at least one).
+    pub issues: Vec<Issue>,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.issues.len();
+        write!(
+            f,
+            "the policy has {count} problem{}:",
+            if count == 1 { "" } else { "s" }
+        )?;
+        for issue in &self.issues {
+            write!(f, "\n  {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Validates a parsed policy; `source` locates issues in the text.
+pub(crate) fn validate(spec: &PolicySpec, source: &SourceMap) -> Result<(), Invalid> {
+    let mut check = Checker {
+        source,
+        issues: Vec::new(),
+        spec,
+    };
+    check.policy();
+    let mut issues = check.issues;
+    if issues.is_empty() {
+        return Ok(());
+    }
+    issues.sort_by(|a, b| {
+        (a.location.is_none(), a.location, a.path.to_string()).cmp(&(
+            b.location.is_none(),
+            b.location,
+            b.path.to_string(),
+        ))
+    });
+    Err(Invalid { issues })
+}
+
+struct Checker<'a> {
+    source: &'a SourceMap,
+    issues: Vec<Issue>,
+    spec: &'a PolicySpec,
+}
+
+impl Checker<'_> {
+    fn report(&mut self, path: FieldPath, kind: IssueKind) {
+        let location = self.source.locate(&path);
+        self.issues.push(Issue {
+            path,
+            location,
+            kind,
+        });
+    }
+
+    fn policy(&mut self) {
+        let root = FieldPath::root();
+        let spec = self.spec;
+        if !is_name(&spec.name) {
+            self.report(root.key("name"), IssueKind::InvalidName(spec.name.clone()));
+        }
+        let owners = root.key("owners");
+        if spec.owners.is_empty() {
+            self.report(owners.clone(), IssueKind::NoOwner);
+        }
+        let mut seen = HashSet::new();
+        for (i, owner) in spec.owners.iter().enumerate() {
+            if owner.verifying_key().is_none() {
+                self.report(
+                    owners.index(i),
+                    IssueKind::UnusableOwnerKey(owner.to_string()),
+                );
+            }
+            if !seen.insert(*owner) {
+                self.duplicate(owners.index(i), "owner", owner.to_string());
+            }
+        }
+        self.attestation(&root.key("attestation"));
+        for (name, service) in &spec.services {
+            self.service(&root.key("services").key(name.clone()), name, service);
+        }
+        for (name, secret) in &spec.secrets {
+            self.secret(&root.key("secrets").key(name.clone()), name, secret);
+        }
+    }
+
+    fn duplicate(&mut self, path: FieldPath, what: &'static str, value: String) {
+        self.report(path, IssueKind::Duplicate { what, value });
+    }
+
+    fn keywords<T: Keyword + PartialEq>(
+        &mut self,
+        path: &FieldPath,
+        field: &'static str,
+        words: &[Named<T>],
+    ) {
+        let mut seen: Vec<T> = Vec::new();
+        for (i, word) in words.iter().enumerate() {
+            match word {
+                Named::Unknown(word) => self.report(
+                    path.index(i),
+                    IssueKind::UnknownKeyword {
+                        field,
+                        word: word.clone(),
+                        expected: T::EXPECTED,
+                    },
+                ),
+                Named::Known(value) if seen.contains(value) => {
+                    self.duplicate(path.index(i), field, value.as_str().to_string());
+                }
+                Named::Known(value) => seen.push(*value),
+            }
+        }
+    }
+
+    fn sim_listed(&self) -> bool {
+        self.spec
+            .attestation
+            .tees
+            .iter()
+            .any(|tee| tee.known() == Some(cipherlake_attest::Tee::Sim))
+    }
+
+    fn platforms(&mut self, path: &FieldPath, keys: &[crate::keys::PublicKey]) {
+        if !keys.is_empty() && !self.sim_listed() {
+            self.report(path.clone(), IssueKind::PlatformsWithoutSim);
+        }
+        let mut seen = HashSet::new();
+        for (i, key) in keys.iter().enumerate() {
+            if !seen.insert(*key) {
+                self.duplicate(path.index(i), "platform key", key.to_string());
+            }
+        }
+    }
+
+    fn attestation(&mut self, path: &FieldPath) {
+        let attestation = &self.spec.attestation;
+        if attestation.tees.is_empty() {
+            self.report(path.key("tees"), IssueKind::NoTee);
+        }
+        self.keywords(&path.key("tees"), "TEE", &attestation.tees);
+        self.keywords(&path.key("tolerate"), "tolerance", &attestation.tolerate);
+        self.platforms(&path.key("platforms"), &attestation.platforms);
+        if attestation.max_evidence_age == Some(0) {
+            self.report(path.key("max_evidence_age"), IssueKind::Zero);
+        }
+    }
+
+    fn digests(&mut self, path: &FieldPath, what: &'static str, digests: &[Digest]) {
+        let mut seen = HashSet::new();
+        for (i, digest) in digests.iter().enumerate() {
+            if !digest.has_valid_length() {
+                let found = digest.bytes.len();
+                let problem = match digest.algorithm {
+                    Some(algorithm) => format!(
+                        "a {} digest has {} bytes ({} hex digits), found {found} bytes",
+                        algorithm.as_str(),
+                        algorithm.byte_len(),
+                        algorithm.byte_len() * 2
+                    ),
+                    None => format!(
+                        "a digest without prefix has 32 bytes (sha256) or 48 bytes (sha384), found {found} bytes"
+                    ),
+                };
+                self.report(
+                    path.index(i),
+                    IssueKind::DigestLength {
+                        digest: digest.to_string(),
+                        problem,
+                    },
+                );
+            }
+            if !seen.insert(digest.to_string()) {
+                self.duplicate(path.index(i), what, digest.to_string());
+            }
+        }
+    }
+
+    fn service(&mut self, path: &FieldPath, name: &str, service: &Service) {
+        if !is_name(name) {
+            self.report(path.clone(), IssueKind::InvalidName(name.to_string()));
+        }
+        if service.measurements.is_empty() && service.signers.is_empty() {
+            self.report(path.clone(), IssueKind::NoCodeIdentity);
+        }
+        self.digests(
+            &path.key("measurements"),
+            "measurement",
+            &service.measurements,
+        );
+        self.digests(&path.key("signers"), "signer", &service.signers);
+        self.digests(&path.key("jobs"), "job", &service.jobs);
+        for (i, job) in service.jobs.iter().enumerate() {
+            if job.has_valid_length() && job.effective_algorithm() != Some(DigestAlgorithm::Sha256)
+            {
+                self.report(
+                    path.key("jobs").index(i),
+                    IssueKind::JobNotSha256(job.to_string()),
+                );
+            }
+        }
+        self.platforms(&path.key("platforms"), &service.platforms);
+        if let Named::Unknown(word) = &service.console {
+            self.report(
+                path.key("console"),
+                IssueKind::UnknownKeyword {
+                    field: "console mode",
+                    word: word.clone(),
+                    expected: crate::keyword::Console::EXPECTED,
+                },
+            );
+        }
+        for (variable, template) in &service.env {
+            let at = path.key("env").key(variable.clone());
+            if !is_env_name(variable) {
+                self.report(at.clone(), IssueKind::InvalidEnvName(variable.clone()));
+            }
+            self.template(at, template);
+        }
+        for (i, template) in service.args.iter().enumerate() {
+            self.template(path.key("args").index(i), template);
+        }
+        for (file, template) in &service.files {
+            let at = path.key("files").key(file.clone());
+            if let Some(problem) = file_path_problem(file) {
+                self.report(
+                    at.clone(),
+                    IssueKind::InvalidFilePath {
+                        path: file.clone(),
+                        problem,
+                    },
+                );
+            }
+            self.template(at, template);
+        }
+        let mut seen = HashSet::new();
+        for (i, key) in service.kms_keys.iter().enumerate() {
+            let at = path.key("kms_keys").index(i);
+            if !seen.insert(key) {
+                self.duplicate(at.clone(), "KMS key", format!("{key:?}"));
+            }
+            match self.spec.secrets.get(key).map(|secret| secret.kind.known()) {
+                None => self.report(at, IssueKind::UndefinedSecret(key.clone())),
+                Some(Some(kind)) if !kind.is_kms_key() => self.report(
+                    at,
+                    IssueKind::NotAKmsKey {
+                        name: key.clone(),
+                        kind,
+                    },
+                ),
+                // Unknown kinds are reported with the secret.
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn template(&mut self, path: FieldPath, text: &str) {
+        let template = match Template::parse(text) {
+            Ok(template) => template,
+            Err(e) => return self.report(path, IssueKind::Template(e)),
+        };
+        for reference in template.secret_refs() {
+            match self
+                .spec
+                .secrets
+                .get(&reference.name)
+                .map(|s| s.kind.known())
+            {
+                None => self.report(
+                    path.clone(),
+                    IssueKind::UndefinedSecret(reference.name.clone()),
+                ),
+                Some(Some(kind)) => {
+                    if let Some(problem) = render_problem(kind, reference.part, reference.filter) {
+                        self.report(
+                            path.clone(),
+                            IssueKind::NotRenderable {
+                                name: reference.name.clone(),
+                                problem,
+                            },
+                        );
+                    }
+                }
+                Some(None) => {}
+            }
+        }
+    }
+
+    fn secret(&mut self, path: &FieldPath, name: &str, secret: &SecretSpec) {
+        if !is_name(name) {
+            self.report(path.clone(), IssueKind::InvalidName(name.to_string()));
+        }
+        let kind = match &secret.kind {
+            Named::Known(kind) => Some(*kind),
+            Named::Unknown(word) => {
+                self.report(
+                    path.key("kind"),
+                    IssueKind::UnknownKeyword {
+                        field: "secret kind",
+                        word: word.clone(),
+                        expected: SecretKind::EXPECTED,
+                    },
+                );
+                None
+            }
+        };
+        self.sources(path, secret, kind);
+        if let Some(kind) = kind {
+            self.certificate_fields(path, secret, kind);
+            if secret.size.is_some()
+                && !(secret.generate && matches!(kind, SecretKind::Ascii | SecretKind::Binary))
+            {
+                self.report(
+                    path.key("size"),
+                    IssueKind::NotApplicable {
+                        field: "size",
+                        applies: "generated ascii and binary secrets only",
+                    },
+                );
+            }
+        }
+        if let Some(size) = secret.size
+            && !(1..=MAX_GENERATED_SIZE).contains(&size)
+        {
+            self.report(
+                path.key("size"),
+                IssueKind::OutOfRange(format!("size must be 1 to {MAX_GENERATED_SIZE}")),
+            );
+        }
+        self.exports(path, secret);
+    }
+
+    /// `value`, `generate` and `import_from`: at most one (none: uploaded to the CAS later).
+    fn sources(&mut self, path: &FieldPath, secret: &SecretSpec, kind: Option<SecretKind>) {
+        let value = secret.value.is_some();
+        let import = secret.import_from.is_some();
+        if value && secret.generate {
+            self.report(
+                path.key("generate"),
+                IssueKind::Conflict("value", "generate"),
+            );
+        }
+        if value && import {
+            self.report(
+                path.key("import_from"),
+                IssueKind::Conflict("value", "import_from"),
+            );
+        }
+        if secret.generate && import {
+            self.report(
+                path.key("import_from"),
+                IssueKind::Conflict("generate", "import_from"),
+            );
+        }
+        if let (Some(text), Some(kind)) = (&secret.value, kind) {
+            self.inline_value(path.key("value"), kind, text);
+        }
+        if let Some(import) = &secret.import_from {
+            let at = path.key("import_from");
+            if import.policy == self.spec.name {
+                self.report(at.key("policy"), IssueKind::SelfReference);
+            } else if !is_name(&import.policy) {
+                self.report(
+                    at.key("policy"),
+                    IssueKind::InvalidName(import.policy.clone()),
+                );
+            }
+            if !is_name(&import.secret) {
+                self.report(
+                    at.key("secret"),
+                    IssueKind::InvalidName(import.secret.clone()),
+                );
+            }
+        }
+    }
+
+    /// An inline value must be allowed for its kind and decode (base64 for bytes and keys).
+    fn inline_value(&mut self, at: FieldPath, kind: SecretKind, text: &SecretText) {
+        if !kind.allows_inline_value() {
+            return self.report(at, IssueKind::InlineValueNotAllowed(kind));
+        }
+        if kind == SecretKind::Ascii {
+            return;
+        }
+        let problem = match STANDARD.decode(text.expose()).map(Zeroizing::new) {
+            Err(_) => format!("a {kind} value is base64, and this is not"),
+            Ok(bytes) if kind == SecretKind::Aes256 && bytes.len() != 32 => format!(
+                "an aes-256 key has 32 bytes, this value decodes to {}",
+                bytes.len()
+            ),
+            Ok(bytes) if bytes.is_empty() => "a binary value must not be empty".into(),
+            Ok(_) => return,
+        };
+        self.report(at, IssueKind::BadInlineValue(problem));
+    }
+
+    fn certificate_fields(&mut self, path: &FieldPath, secret: &SecretSpec, kind: SecretKind) {
+        const CERTS: &str = "x509 and x509-ca secrets only";
+        if !kind.is_certificate() {
+            for (field, set) in [
+                ("common_name", secret.common_name.is_some()),
+                ("valid_days", secret.valid_days.is_some()),
+            ] {
+                if set {
+                    self.report(
+                        path.key(field),
+                        IssueKind::NotApplicable {
+                            field,
+                            applies: CERTS,
+                        },
+                    );
+                }
+            }
+        }
+        if kind != SecretKind::X509 {
+            for (field, set) in [("ca", secret.ca.is_some()), ("dns", !secret.dns.is_empty())] {
+                if set {
+                    self.report(
+                        path.key(field),
+                        IssueKind::NotApplicable {
+                            field,
+                            applies: "x509 secrets only",
+                        },
+                    );
+                }
+            }
+        }
+        if secret.valid_days == Some(0) {
+            self.report(path.key("valid_days"), IssueKind::Zero);
+        }
+        if kind == SecretKind::X509 && secret.import_from.is_none() {
+            match &secret.ca {
+                None => self.report(path.clone(), IssueKind::MissingCa),
+                Some(ca) => match self.spec.secrets.get(ca).map(|s| &s.kind) {
+                    None => self.report(path.key("ca"), IssueKind::UndefinedSecret(ca.clone())),
+                    Some(Named::Known(SecretKind::X509Ca)) => {}
+                    Some(other) => self.report(
+                        path.key("ca"),
+                        IssueKind::NotACa {
+                            name: ca.clone(),
+                            kind: other.to_string(),
+                        },
+                    ),
+                },
+            }
+        }
+        let mut seen = HashSet::new();
+        for (i, dns) in secret.dns.iter().enumerate() {
+            if !is_dns_name(dns) {
+                self.report(
+                    path.key("dns").index(i),
+                    IssueKind::InvalidDnsName(dns.clone()),
+                );
+            } else if !seen.insert(dns.to_ascii_lowercase()) {
+                self.duplicate(path.key("dns").index(i), "DNS name", dns.clone());
+            }
+        }
+    }
+
+    fn exports(&mut self, path: &FieldPath, secret: &SecretSpec) {
+        if !secret.export_to.is_empty() && secret.import_from.is_some() {
+            self.report(path.key("export_to"), IssueKind::ReExport);
+        }
+        let mut seen = HashSet::new();
+        for (i, export) in secret.export_to.iter().enumerate() {
+            let at = path.key("export_to").index(i);
+            if export.policy == self.spec.name {
+                self.report(at.key("policy"), IssueKind::SelfReference);
+            } else if !is_name(&export.policy) {
+                self.report(
+                    at.key("policy"),
+                    IssueKind::InvalidName(export.policy.clone()),
+                );
+            }
+            if let Some(name) = &export.secret
+                && !is_name(name)
+            {
+                self.report(at.key("secret"), IssueKind::InvalidName(name.clone()));
+            }
+            if !seen.insert((&export.policy, &export.secret)) {
+                self.duplicate(at, "export", format!("to policy {:?}", export.policy));
+            }
+        }
+    }
+}
