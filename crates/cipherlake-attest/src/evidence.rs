@@ -1,0 +1,160 @@
+//! Evidence, its collateral, and the verifier that turns both into claims.
+
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+
+use crate::{Claims, Tee, VerifyError, dcap, maa, sim, snp};
+
+/// Evidence as produced by an attester: the TEE it claims to come from, its bytes, and the
+/// collateral needed to verify it when it does not carry everything itself.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    /// The TEE that produced the evidence.
+    pub tee: Tee,
+    /// The raw evidence: quote, report, token (UTF-8) or sim report.
+    pub bytes: Vec<u8>,
+    /// Collateral for DCAP quotes and SEV-SNP reports.
+    pub collateral: Option<Collateral>,
+}
+
+impl Evidence {
+    /// Evidence without collateral.
+    pub fn new(tee: Tee, bytes: Vec<u8>) -> Self {
+        Evidence {
+            tee,
+            bytes,
+            collateral: None,
+        }
+    }
+
+    /// Attaches collateral.
+    pub fn with_collateral(mut self, collateral: Collateral) -> Self {
+        self.collateral = Some(collateral);
+        self
+    }
+}
+
+/// Parsed collateral, cheap to clone and reuse across verifications.
+#[derive(Debug, Clone)]
+pub enum Collateral {
+    /// Intel DCAP collateral: PCK CRL, root CA CRL, TCB info, QE identity and their chains.
+    Dcap(Arc<dcap::DcapCollateral>),
+    /// AMD SEV-SNP: the VCEK (or VLEK) and optionally its ASK/ARK chain.
+    Snp(Arc<snp::SnpCollateral>),
+}
+
+/// Per-verification options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Verification time, unix seconds: collateral, certificates and tokens must be valid then.
+    pub at: u64,
+}
+
+impl VerifyOptions {
+    /// Verify as of the given unix time.
+    pub fn at(unix_secs: u64) -> Self {
+        VerifyOptions { at: unix_secs }
+    }
+
+    /// Verify as of a [`SystemTime`](std::time::SystemTime) (times before 1970 count as 1970).
+    pub fn at_system_time(time: std::time::SystemTime) -> Self {
+        VerifyOptions {
+            at: time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        }
+    }
+
+    /// Verify as of now.
+    pub fn now() -> Self {
+        VerifyOptions {
+            at: crate::time::now_unix(),
+        }
+    }
+}
+
+/// Verifies evidence of every supported kind. Holds the trust configuration that is not part
+/// of the evidence: registered sim platform keys and the pinned Azure Attestation provider.
+/// Vendor roots (Intel, AMD) are built in.
+#[derive(Debug, Clone, Default)]
+pub struct Verifier {
+    sim_platforms: sim::PlatformKeys,
+    maa: Option<maa::MaaTrust>,
+}
+
+impl Verifier {
+    /// A verifier that trusts only the built-in vendor roots.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trusts sim reports signed by this LAS platform key.
+    pub fn with_sim_platform_key(mut self, key: sim::PlatformPublicKey) -> Self {
+        self.sim_platforms.insert(key);
+        self
+    }
+
+    /// Trusts tokens from this Azure Attestation provider.
+    pub fn with_maa(mut self, trust: maa::MaaTrust) -> Self {
+        self.maa = Some(trust);
+        self
+    }
+
+    /// Verifies `evidence` as of `options.at` and returns its claims.
+    pub fn verify(
+        &self,
+        evidence: &Evidence,
+        options: &VerifyOptions,
+    ) -> Result<Claims, VerifyError> {
+        match evidence.tee {
+            Tee::Sgx | Tee::Tdx => {
+                let collateral = match &evidence.collateral {
+                    Some(Collateral::Dcap(c)) => c,
+                    _ => {
+                        return Err(VerifyError::MissingCollateral {
+                            what: "DCAP collateral (PCK CRL, TCB info, QE identity)",
+                        });
+                    }
+                };
+                let found = dcap::quote_tee(&evidence.bytes)?;
+                if found != evidence.tee {
+                    return Err(VerifyError::WrongTee {
+                        expected: evidence.tee,
+                        found,
+                    });
+                }
+                dcap::verify_quote(&evidence.bytes, collateral, options.at)
+            }
+            Tee::SevSnp => {
+                let collateral = match &evidence.collateral {
+                    Some(Collateral::Snp(c)) => c,
+                    _ => {
+                        return Err(VerifyError::MissingCollateral {
+                            what: "SEV-SNP VCEK or VLEK certificate",
+                        });
+                    }
+                };
+                snp::verify_report(&evidence.bytes, collateral, options.at)
+            }
+            Tee::Azure => {
+                let trust = self.maa.as_ref().ok_or(VerifyError::MissingCollateral {
+                    what: "pinned Azure Attestation JWKS and issuer",
+                })?;
+                maa::verify_token(&evidence.bytes, trust, options.at)
+            }
+            Tee::Sim => sim::verify_report(&evidence.bytes, &self.sim_platforms),
+        }
+    }
+}
+
+/// Checks that verified claims bind the report data the relying party expects (for example a
+/// hash of its nonce and the workload's public key). Constant-time comparison.
+pub fn verify_binding(claims: &Claims, expected_report_data: &[u8; 64]) -> Result<(), VerifyError> {
+    if bool::from(claims.report_data.ct_eq(expected_report_data)) {
+        Ok(())
+    } else {
+        Err(VerifyError::ReportDataMismatch)
+    }
+}
