@@ -59,6 +59,8 @@ def same(a, b):
 
 
 def agree(qid, a, b):
+    a = [tuple(value(v) for v in row) for row in a]
+    b = [tuple(value(v) for v in row) for row in b]
     if qid == "Q7":  # LIMIT 10 by count: rows tied with the 10th count may legitimately differ
         counts = lambda rows: sorted((r[2] for r in rows), reverse=True)
         cut = min(counts(a)) if a else None

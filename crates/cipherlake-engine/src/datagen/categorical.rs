@@ -1,9 +1,11 @@
 //! Constant-time sampling from small discrete distributions via a 65 536-entry lookup table.
 
 /// A discrete distribution over `T`, sampled with 16 random bits (resolution 1/65 536).
+/// The table holds outcome indexes (2 bytes a slot) so it stays cache-resident.
 #[derive(Debug, Clone)]
 pub struct Categorical<T: Copy> {
-    table: Vec<T>,
+    outcomes: Vec<T>,
+    table: Vec<u16>,
 }
 
 impl<T: Copy> Categorical<T> {
@@ -23,17 +25,18 @@ impl<T: Copy> Categorical<T> {
             counts[largest] = SLOTS.saturating_sub(others).max(1);
         }
         let mut table = Vec::with_capacity(SLOTS);
-        for ((outcome, _), count) in positive.iter().zip(counts) {
-            table.extend(std::iter::repeat_n(*outcome, count));
+        for (index, count) in counts.into_iter().enumerate() {
+            table.extend(std::iter::repeat_n(index as u16, count));
         }
         table.truncate(SLOTS);
-        Self { table }
+        let outcomes = positive.into_iter().map(|(outcome, _)| outcome).collect();
+        Self { outcomes, table }
     }
 
     /// The outcome for 16 random bits.
     #[inline]
     pub fn sample(&self, bits: u16) -> T {
-        self.table[bits as usize]
+        self.outcomes[self.table[bits as usize] as usize]
     }
 }
 

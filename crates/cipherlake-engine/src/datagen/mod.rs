@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 pub use trips::{TripModel, generate_batch, schema};
 pub use zones::{ZONES_CSV, zones};
@@ -110,12 +111,17 @@ impl TaxiOptions {
     }
 }
 
-/// Writer settings for generated trips: zstd, 1 Mi-row row groups, page statistics.
+/// Writer settings for generated trips: zstd, 1 Mi-row row groups, page statistics; no
+/// dictionary for the timestamps (nearly every value is distinct, so the writer would build a
+/// dictionary only to fall back to plain encoding).
 pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build()
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+    for column in ["tpep_pickup_datetime", "tpep_dropoff_datetime"] {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    builder.build()
 }
 
 /// The name of file `index`.
