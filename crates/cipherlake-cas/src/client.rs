@@ -1,0 +1,539 @@
+//! The CAS client: HTTPS with the CAS certificate pinned (it is self-signed) and, after
+//! attestation, the workload certificate as mTLS identity for KMS calls.
+//!
+//! ```text
+//! let cas = CasClient::new("https://cas:8443", pin)?;
+//! let attested = cas.attest("taxi", "driver", job, |rd| async move { las_evidence(sock, rd).await }).await?;
+//! let kms = cas.with_identity(&attested)?;
+//! let wrapped = kms.kms_wrap("taxi-footer", &dek).await?;
+//! ```
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use cipherlake_policy::SignedPolicy;
+use rcgen::{CertificateParams, KeyPair};
+use reqwest::{Method, StatusCode};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::CasError;
+use crate::api::{
+    AttestRequest, AttestResponse, BytesResponse, ErrorBody, EvidenceBody, NonceResponse,
+    PlatformRequest, PlatformResponse, PolicyInfo, ReleasedConfig, RsaDecryptRequest,
+    RsaSignRequest, UnwrapRequest, UnwrapResponse, WrapRequest, WrapResponse,
+};
+use crate::audit::Export;
+use crate::binding::{NONCE_LEN, report_data};
+use crate::seal::HpkeKeyPair;
+
+/// SHA-256 of a certificate's DER: the pin of the CAS certificate.
+pub fn fingerprint(cert_der: &[u8]) -> [u8; 32] {
+    Sha256::digest(cert_der).into()
+}
+
+/// The pin of the first certificate in a PEM file (e.g. the CAS's `tls-cert.pem`).
+pub fn fingerprint_of_pem(pem: &str) -> Result<[u8; 32], CasError> {
+    let der = first_pem_der(pem)?;
+    Ok(fingerprint(&der))
+}
+
+fn first_pem_der(pem: &str) -> Result<Vec<u8>, CasError> {
+    let mut ders = pem_ders(pem);
+    ders.next()
+        .ok_or_else(|| CasError::BadRequest("no certificate in the PEM text".into()))?
+}
+
+fn pem_ders(pem: &str) -> impl Iterator<Item = Result<Vec<u8>, CasError>> + '_ {
+    pem.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .map(|block| {
+            let body = block
+                .split("-----END CERTIFICATE-----")
+                .next()
+                .unwrap_or_default();
+            let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+            BASE64
+                .decode(b64)
+                .map_err(|_| CasError::BadRequest("a PEM certificate is not base64".into()))
+        })
+}
+
+/// Accepts exactly the pinned server certificate.
+#[derive(Debug)]
+struct PinnedCert {
+    pin: [u8; 32],
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if bool::from(fingerprint(end_entity).ct_eq(&self.pin)) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "the CAS certificate does not match the pinned fingerprint".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A workload's fresh keys for one attestation: a P-256 TLS key with its CSR and an X25519
+/// HPKE key.
+pub struct AttestKeys {
+    tls_key: KeyPair,
+    csr_pem: String,
+    hpke: HpkeKeyPair,
+}
+
+impl std::fmt::Debug for AttestKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttestKeys").finish_non_exhaustive()
+    }
+}
+
+impl AttestKeys {
+    /// Generates the keys and a CSR for the TLS key.
+    pub fn generate() -> Result<Self, CasError> {
+        let tls_key = crate::material::p256_key()?;
+        let csr = CertificateParams::default()
+            .serialize_request(&tls_key)
+            .map_err(crate::material::rcgen_error)?;
+        let csr_pem = csr.pem().map_err(crate::material::rcgen_error)?;
+        Ok(AttestKeys {
+            tls_key,
+            csr_pem,
+            hpke: HpkeKeyPair::generate(),
+        })
+    }
+
+    /// The CSR, PEM.
+    pub fn csr_pem(&self) -> &str {
+        &self.csr_pem
+    }
+
+    /// The HPKE public key.
+    pub fn hpke_public_key(&self) -> Vec<u8> {
+        self.hpke.public_key()
+    }
+
+    /// The report data binding these keys to `nonce` and `job_hash` ([`crate::binding`]).
+    pub fn report_data(&self, nonce: &[u8; NONCE_LEN], job_hash: Option<&[u8; 32]>) -> [u8; 64] {
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&self.tls_key);
+        report_data(nonce, &spki, &self.hpke.public_key(), job_hash)
+    }
+}
+
+/// What a successful attestation gives the workload.
+pub struct Attested {
+    /// The policy.
+    pub policy: String,
+    /// The service.
+    pub service: String,
+    /// The workload certificate and the policy CA, PEM.
+    pub certificate_chain_pem: String,
+    /// The policy CA, PEM.
+    pub ca_pem: String,
+    /// The TLS private key of the certificate, PKCS#8 DER.
+    pub key_pkcs8_der: Zeroizing<Vec<u8>>,
+    /// Certificate expiry, unix seconds.
+    pub expires: u64,
+    /// The policy version that admitted the workload.
+    pub policy_hash: String,
+    /// The released configuration (opened with the HPKE key).
+    pub config: ReleasedConfig,
+}
+
+impl std::fmt::Debug for Attested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attested")
+            .field("policy", &self.policy)
+            .field("service", &self.service)
+            .field("expires", &self.expires)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Evidence from the LAS at `socket` for `report_data` (simulation mode).
+pub async fn las_evidence(socket: &Path, report_data: [u8; 64]) -> Result<EvidenceBody, CasError> {
+    let evidence = cipherlake_attest::las::request_report(socket, &report_data)
+        .await
+        .map_err(|e| CasError::Http(format!("LAS: {e}")))?;
+    Ok(EvidenceBody {
+        tee: evidence.tee.as_str().to_string(),
+        bytes: BASE64.encode(&evidence.bytes),
+        collateral: None,
+    })
+}
+
+/// An HTTPS client of one CAS.
+#[derive(Clone, Debug)]
+pub struct CasClient {
+    http: reqwest::Client,
+    base: String,
+    pin: [u8; 32],
+}
+
+impl CasClient {
+    /// A client of the CAS at `base_url` (`https://host:port`) whose certificate has SHA-256
+    /// fingerprint `pin`.
+    pub fn new(base_url: &str, pin: [u8; 32]) -> Result<Self, CasError> {
+        Self::build(base_url, pin, None)
+    }
+
+    fn build(
+        base_url: &str,
+        pin: [u8; 32],
+        identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    ) -> Result<Self, CasError> {
+        let provider = crate::server::tls::provider();
+        let verifier = Arc::new(PinnedCert {
+            pin,
+            algorithms: provider.signature_verification_algorithms,
+        });
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| CasError::Crypto(format!("TLS configuration: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let mut config = match identity {
+            None => builder.with_no_client_auth(),
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| CasError::Crypto(format!("TLS client identity: {e}")))?,
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(config)
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| CasError::Http(e.to_string()))?;
+        Ok(CasClient {
+            http,
+            base: base_url.trim_end_matches('/').to_string(),
+            pin,
+        })
+    }
+
+    /// The same CAS, presenting the attested workload certificate (mTLS) for KMS calls.
+    pub fn with_identity(&self, attested: &Attested) -> Result<Self, CasError> {
+        let chain = pem_ders(&attested.certificate_chain_pem)
+            .map(|der| der.map(CertificateDer::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(attested.key_pkcs8_der.to_vec()));
+        Self::build(&self.base, self.pin, Some((chain, key)))
+    }
+
+    /// Sends `body` (raw bytes) to `path`; returns the status and the body. For tools and
+    /// tests that need the exact reply.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Vec<u8>), CasError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| CasError::Http(format!("{path}: {e}")))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| CasError::Http(format!("{path}: {e}")))?;
+        Ok((status, bytes.to_vec()))
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        bearer: Option<&str>,
+    ) -> Result<T, CasError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| CasError::Http(format!("{path}: {e}")))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| CasError::Http(format!("{path}: {e}")))?;
+        if status.is_success() {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| CasError::Http(format!("{path}: unexpected reply: {e}")))
+        } else {
+            Err(error_from_reply(status, &bytes))
+        }
+    }
+
+    /// Service health.
+    pub async fn healthz(&self) -> Result<(), CasError> {
+        let (status, _) = self.raw(Method::GET, "/healthz", None).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(CasError::Http(format!("/healthz: {status}")))
+        }
+    }
+
+    /// Applies a signed policy version (`PUT /v1/policies/{name}`).
+    pub async fn apply_policy(
+        &self,
+        name: &str,
+        signed: &SignedPolicy,
+    ) -> Result<PolicyInfo, CasError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/policies/{name}"),
+            Some(signed),
+            None,
+        )
+        .await
+    }
+
+    /// The public parts of a policy (`GET /v1/policies/{name}`).
+    pub async fn policy(&self, name: &str) -> Result<PolicyInfo, CasError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/policies/{name}"), None, None)
+            .await
+    }
+
+    /// Registers a LAS platform key with the operator token.
+    pub async fn register_platform(
+        &self,
+        operator_token: &str,
+        public_key: &str,
+    ) -> Result<PlatformResponse, CasError> {
+        let body = PlatformRequest {
+            public_key: public_key.to_string(),
+        };
+        self.call(
+            Method::POST,
+            "/v1/platforms",
+            Some(&body),
+            Some(operator_token),
+        )
+        .await
+    }
+
+    /// A fresh nonce.
+    pub async fn nonce(&self) -> Result<NonceResponse, CasError> {
+        self.call::<(), _>(Method::POST, "/v1/attest/nonce", None, None)
+            .await
+    }
+
+    /// Sends an attestation request as is.
+    pub async fn attest_request(
+        &self,
+        request: &AttestRequest,
+    ) -> Result<AttestResponse, CasError> {
+        self.call(Method::POST, "/v1/attest", Some(request), None)
+            .await
+    }
+
+    /// Attests this workload: generates keys, gets a nonce, obtains evidence for the report
+    /// data from `evidence` (the LAS, configfs-tsm, ...), sends it and opens the sealed
+    /// configuration.
+    pub async fn attest<F, Fut>(
+        &self,
+        policy: &str,
+        service: &str,
+        job_hash: Option<[u8; 32]>,
+        evidence: F,
+    ) -> Result<Attested, CasError>
+    where
+        F: FnOnce([u8; 64]) -> Fut,
+        Fut: Future<Output = Result<EvidenceBody, CasError>>,
+    {
+        let keys = AttestKeys::generate()?;
+        let nonce = self.nonce().await?;
+        let nonce_bytes = decode_nonce(&nonce.nonce)?;
+        let evidence = evidence(keys.report_data(&nonce_bytes, job_hash.as_ref())).await?;
+        let request = AttestRequest {
+            policy: policy.to_string(),
+            service: service.to_string(),
+            nonce: nonce.nonce,
+            evidence,
+            csr: keys.csr_pem().to_string(),
+            hpke_public_key: BASE64.encode(keys.hpke_public_key()),
+            job_hash: job_hash.map(|j| format!("sha256:{}", hex::encode(j))),
+        };
+        let response = self.attest_request(&request).await?;
+        open_response(&keys, policy, service, response)
+    }
+
+    /// Wraps a data key under master key `key_id` (needs an identity).
+    pub async fn kms_wrap(&self, key_id: &str, key: &[u8]) -> Result<String, CasError> {
+        let body = WrapRequest {
+            key_id: key_id.to_string(),
+            key: BASE64.encode(key),
+        };
+        let reply: WrapResponse = self
+            .call(Method::POST, "/v1/kms/wrap", Some(&body), None)
+            .await?;
+        Ok(reply.wrapped)
+    }
+
+    /// Unwraps a data key wrapped under `key_id` (needs an identity).
+    pub async fn kms_unwrap(
+        &self,
+        key_id: &str,
+        wrapped: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, CasError> {
+        let body = UnwrapRequest {
+            key_id: key_id.to_string(),
+            wrapped: wrapped.to_string(),
+        };
+        let reply: UnwrapResponse = self
+            .call(Method::POST, "/v1/kms/unwrap", Some(&body), None)
+            .await?;
+        decode_secret(&reply.key)
+    }
+
+    /// RSA-OAEP-SHA-1 decryption with `key_id` (needs an identity).
+    pub async fn kms_rsa_decrypt(
+        &self,
+        key_id: &str,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CasError> {
+        let body = RsaDecryptRequest {
+            key_id: key_id.to_string(),
+            ciphertext: BASE64.encode(ciphertext),
+        };
+        let reply: BytesResponse = self
+            .call(Method::POST, "/v1/kms/rsa-decrypt", Some(&body), None)
+            .await?;
+        decode_secret(&reply.value)
+    }
+
+    /// RSA PKCS#1 v1.5 SHA-256 signature with `key_id` (needs an identity).
+    pub async fn kms_rsa_sign(&self, key_id: &str, message: &[u8]) -> Result<Vec<u8>, CasError> {
+        let body = RsaSignRequest {
+            key_id: key_id.to_string(),
+            message: BASE64.encode(message),
+        };
+        let reply: BytesResponse = self
+            .call(Method::POST, "/v1/kms/rsa-sign", Some(&body), None)
+            .await?;
+        Ok(decode_secret(&reply.value)?.to_vec())
+    }
+
+    /// The exported audit log.
+    pub async fn audit(&self) -> Result<Export, CasError> {
+        self.call::<(), _>(Method::GET, "/v1/audit", None, None)
+            .await
+    }
+}
+
+/// Decodes a hex nonce.
+pub fn decode_nonce(text: &str) -> Result<[u8; NONCE_LEN], CasError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    hex::decode_to_slice(text, &mut nonce)
+        .map_err(|_| CasError::Http("the CAS sent a malformed nonce".into()))?;
+    Ok(nonce)
+}
+
+fn decode_secret(b64: &str) -> Result<Zeroizing<Vec<u8>>, CasError> {
+    BASE64
+        .decode(b64)
+        .map(Zeroizing::new)
+        .map_err(|_| CasError::Http("the CAS sent malformed base64".into()))
+}
+
+/// Opens an attestation reply with the keys that requested it.
+pub fn open_response(
+    keys: &AttestKeys,
+    policy: &str,
+    service: &str,
+    response: AttestResponse,
+) -> Result<Attested, CasError> {
+    let plaintext = keys.hpke.open(&response.config, policy, service)?;
+    let config: ReleasedConfig = serde_json::from_slice(&plaintext)
+        .map_err(|_| CasError::Http("the sealed configuration is not valid JSON".into()))?;
+    Ok(Attested {
+        policy: policy.to_string(),
+        service: service.to_string(),
+        certificate_chain_pem: response.certificate_chain_pem,
+        ca_pem: response.ca_pem,
+        key_pkcs8_der: Zeroizing::new(keys.tls_key.serialize_der()),
+        expires: response.expires,
+        policy_hash: response.policy_hash,
+        config,
+    })
+}
+
+fn error_from_reply(status: StatusCode, bytes: &[u8]) -> CasError {
+    let Ok(body) = serde_json::from_slice::<ErrorBody>(bytes) else {
+        return CasError::Http(format!("status {status}"));
+    };
+    match status {
+        StatusCode::BAD_REQUEST => CasError::BadRequest(body.message),
+        StatusCode::UNAUTHORIZED => CasError::Unauthorized(body.message),
+        StatusCode::FORBIDDEN if !body.reasons.is_empty() => CasError::Denied(body.reasons),
+        StatusCode::FORBIDDEN => CasError::Forbidden(body.message),
+        StatusCode::NOT_FOUND => CasError::NotFound(body.message),
+        StatusCode::CONFLICT => match body.current {
+            Some(current) => CasError::Stale {
+                message: body.message,
+                current,
+                found: body.found.filter(|f| f != "null"),
+            },
+            None => CasError::Conflict(body.message),
+        },
+        _ => CasError::Http(format!("status {status}: {}", body.message)),
+    }
+}

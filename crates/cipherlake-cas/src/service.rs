@@ -1,0 +1,802 @@
+//! The CAS operations, independent of HTTP: open the data directory, apply policies, issue
+//! nonces, register LAS platforms, attest workloads, serve KMS calls, export the audit log.
+//! Every operation that changes state commits its audit entry in the same transaction.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use cipherlake_attest::{Collateral, Evidence, Tee, Verifier, VerifyOptions, sim, verify_binding};
+use cipherlake_policy::{
+    Policy, Request, SecretKind, SecretValue, SignedPolicy, UpdateError, check_import, evaluate,
+    render, verify_update,
+};
+use rusqlite::Transaction;
+use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::CasError;
+use crate::api::{
+    AttestRequest, AttestResponse, CollateralBody, NonceResponse, PlatformResponse, PolicyInfo,
+    ReleasedConfig,
+};
+use crate::at_rest::{FileMasterKey, MasterKeyProvider, Sealer, random};
+use crate::audit::{AuditLog, Export};
+use crate::binding::{NONCE_LEN, report_data};
+use crate::ca::{self, VerifiedCsr};
+use crate::kms;
+use crate::material;
+use crate::store::{self, Store, StoredPolicy};
+
+/// Configuration of a CAS instance.
+#[derive(Clone)]
+pub struct Config {
+    /// The data directory (database, master key, operator token, TLS certificate).
+    pub data_dir: PathBuf,
+    /// How long a nonce stays valid.
+    pub nonce_ttl: Duration,
+    /// Lifetime of workload certificates.
+    pub cert_ttl: Duration,
+    /// Names (DNS or IP) in the CAS TLS certificate generated at first start.
+    pub tls_names: Vec<String>,
+    /// Where the master key lives; `None` = `DATA_DIR/master.key` (mode 0600).
+    pub master_key: Option<Arc<dyn MasterKeyProvider>>,
+}
+
+impl Config {
+    /// Defaults: nonces valid 60 s, certificates 1 h, TLS names `localhost` and `127.0.0.1`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            nonce_ttl: Duration::from_secs(60),
+            cert_ttl: Duration::from_secs(3600),
+            tls_names: vec!["localhost".into(), "127.0.0.1".into()],
+            master_key: None,
+        }
+    }
+}
+
+/// An authenticated KMS caller: the workload identity from its verified client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    /// The policy named in the certificate.
+    pub policy: String,
+    /// The service named in the certificate.
+    pub service: String,
+}
+
+/// A running CAS's state.
+pub struct Cas {
+    store: Store,
+    audit: AuditLog,
+    tls_cert_der: Vec<u8>,
+    tls_key_der: Zeroizing<Vec<u8>>,
+    operator_token: Zeroizing<String>,
+    config: Config,
+}
+
+impl std::fmt::Debug for Cas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cas")
+            .field("data_dir", &self.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Current time, unix seconds.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+const AUDIT_KEY: &str = "audit-ed25519-seed";
+const TLS_KEY: &str = "tls-key-pkcs8";
+const TLS_CERT: &str = "tls-cert-der";
+
+impl Cas {
+    /// Opens the data directory, creating at first start: the directory (0700), the master
+    /// key, the database, the audit key, the TLS identity (also written to `tls-cert.pem`) and
+    /// the operator token file `operator.token` (0600).
+    pub fn open(config: Config) -> Result<Self, CasError> {
+        let dir = &config.data_dir;
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(CasError::io(format!("creating {}", dir.display())))?;
+        }
+        let provider: Arc<dyn MasterKeyProvider> = match &config.master_key {
+            Some(p) => Arc::clone(p),
+            None => Arc::new(FileMasterKey::open_or_create(&dir.join("master.key"))?),
+        };
+        let store = Store::open(&dir.join("cas.db"), Sealer::new(provider.as_ref())?)?;
+        let names = config.tls_names.clone();
+        let (seed, tls_cert_der, tls_key_der) = store.transaction(|tx| {
+            let sealer = store.sealer();
+            let seed = match store::cas_key(tx, sealer, AUDIT_KEY)? {
+                Some(seed) => seed,
+                None => {
+                    let seed = Zeroizing::new(random::<32>()?.to_vec());
+                    store::put_cas_key(tx, sealer, AUDIT_KEY, &seed)?;
+                    seed
+                }
+            };
+            let tls = match (
+                store::cas_key(tx, sealer, TLS_CERT)?,
+                store::cas_key(tx, sealer, TLS_KEY)?,
+            ) {
+                (Some(cert), Some(key)) => (cert.to_vec(), key),
+                _ => {
+                    let (cert, key) = ca::new_tls_identity(&names)?;
+                    store::put_cas_key(tx, sealer, TLS_CERT, &cert)?;
+                    store::put_cas_key(tx, sealer, TLS_KEY, &key)?;
+                    (cert, Zeroizing::new(key))
+                }
+            };
+            Ok((seed, tls.0, tls.1))
+        })?;
+        let seed: [u8; 32] = seed
+            .as_slice()
+            .try_into()
+            .map_err(|_| CasError::Crypto("corrupt audit key".into()))?;
+        let audit = AuditLog::new(&seed);
+        std::fs::write(dir.join("tls-cert.pem"), ca::cert_pem(&tls_cert_der))
+            .map_err(CasError::io("writing tls-cert.pem"))?;
+        std::fs::write(
+            dir.join("audit-public-key"),
+            format!("{}\n", hex::encode(audit.public_key())),
+        )
+        .map_err(CasError::io("writing audit-public-key"))?;
+        let operator_token = operator_token(&dir.join("operator.token"))?;
+        Ok(Cas {
+            store,
+            audit,
+            tls_cert_der,
+            tls_key_der,
+            operator_token,
+            config,
+        })
+    }
+
+    /// The CAS TLS certificate, DER.
+    pub fn tls_cert_der(&self) -> &[u8] {
+        &self.tls_cert_der
+    }
+
+    /// The CAS TLS private key, PKCS#8 DER.
+    pub(crate) fn tls_key_der(&self) -> &[u8] {
+        &self.tls_key_der
+    }
+
+    /// The audit log public key.
+    pub fn audit_public_key(&self) -> [u8; 32] {
+        self.audit.public_key()
+    }
+
+    fn append(&self, tx: &Transaction<'_>, event: &str, body: Value) -> Result<u64, CasError> {
+        let body = match body {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        self.audit.append(tx, now(), event, body)
+    }
+
+    /// Applies a signed policy version: verifies it against the current version, stores it,
+    /// stores inline and generates missing secrets, creates the policy CA at first apply and
+    /// audits it, in one transaction.
+    pub fn apply_policy(&self, name: &str, signed: &SignedPolicy) -> Result<PolicyInfo, CasError> {
+        let sealer = self.store.sealer();
+        let result = self.store.transaction(|tx| {
+            let current = store::current_policy(tx, sealer, name)?
+                .map(|p| Policy::parse(&p.text))
+                .transpose()
+                .map_err(|e| CasError::Crypto(format!("stored policy does not parse: {e}")))?;
+            let accepted = verify_update(current.as_ref(), signed).map_err(update_error)?;
+            let policy = accepted.policy;
+            if policy.name() != name {
+                return Err(CasError::BadRequest(format!(
+                    "the policy is named {:?}, but was sent to /v1/policies/{name}",
+                    policy.name()
+                )));
+            }
+            let stored = StoredPolicy {
+                text: Zeroizing::new(signed.policy.to_string()),
+                hash: policy.hash().to_string(),
+                predecessor: policy.predecessor().map(|h| h.to_string()),
+                signer: accepted.signer.to_string(),
+                applied: now(),
+            };
+            store::insert_policy(tx, sealer, name, &stored)?;
+            let generated = self.store_secrets(tx, &policy)?;
+            if store::policy_ca(tx, sealer, name)?.is_none() {
+                let (cert, key) = ca::new_policy_ca(name)?;
+                store::put_policy_ca(tx, sealer, name, &cert, &key)?;
+            }
+            self.append(
+                tx,
+                "policy-applied",
+                json!({
+                    "policy": name,
+                    "hash": stored.hash,
+                    "predecessor": stored.predecessor,
+                    "signer": stored.signer,
+                    "generated_secrets": generated,
+                }),
+            )?;
+            Ok(())
+        });
+        if let Err(e) = &result {
+            self.audit_refusal(
+                "policy-refused",
+                json!({"policy": name, "reason": e.to_string()}),
+            );
+        }
+        result?;
+        self.policy_info(name)
+    }
+
+    /// Records a refused operation in its own transaction (best effort: the refusal is
+    /// returned to the caller whether or not the audit write succeeds, and a failure is
+    /// logged).
+    fn audit_refusal(&self, event: &str, body: Value) {
+        if let Err(e) = self.store.transaction(|tx| self.append(tx, event, body)) {
+            tracing::error!(error = %e, event, "could not write the audit log");
+        }
+    }
+
+    /// Stores inline values (every apply: they are part of the text) and generates values
+    /// for `generate: true` secrets that have none of the right kind yet; drops values of
+    /// secrets no longer in the policy. Returns the generated names.
+    fn store_secrets(
+        &self,
+        tx: &Transaction<'_>,
+        policy: &Policy,
+    ) -> Result<Vec<String>, CasError> {
+        let sealer = self.store.sealer();
+        let name = policy.name();
+        let mut generated = Vec::new();
+        let mut known: BTreeMap<String, SecretValue> = BTreeMap::new();
+        let specs = &policy.spec().secrets;
+        // Certificate authorities first, so x509 secrets can be issued by them.
+        let mut order: Vec<_> = specs.iter().collect();
+        order.sort_by_key(|(_, spec)| spec.kind.known() != Some(SecretKind::X509Ca));
+        for (secret, spec) in order {
+            let Some(kind) = spec.kind.known() else {
+                continue;
+            };
+            let kind_name = material::kind_name(kind);
+            if let Some(value) = &spec.value {
+                let value = material::inline_value(kind, value.expose())?;
+                store::put_secret(
+                    tx,
+                    sealer,
+                    name,
+                    secret,
+                    kind_name,
+                    &material::encode(&value),
+                )?;
+            } else if spec.generate {
+                match store::secret(tx, sealer, name, secret)? {
+                    Some((stored_kind, bytes)) if stored_kind == kind_name => {
+                        known.insert(secret.clone(), material::decode(&bytes)?);
+                    }
+                    _ => {
+                        let value = material::generate(secret, kind, spec, &known)?;
+                        store::put_secret(
+                            tx,
+                            sealer,
+                            name,
+                            secret,
+                            kind_name,
+                            &material::encode(&value),
+                        )?;
+                        known.insert(secret.clone(), value);
+                        generated.push(secret.clone());
+                    }
+                }
+            }
+        }
+        let keep: Vec<&str> = specs.keys().map(String::as_str).collect();
+        store::prune_secrets(tx, name, &keep)?;
+        Ok(generated)
+    }
+
+    fn current(
+        &self,
+        tx: &Transaction<'_>,
+        name: &str,
+    ) -> Result<(StoredPolicy, Policy), CasError> {
+        let stored = store::current_policy(tx, self.store.sealer(), name)?
+            .ok_or_else(|| CasError::NotFound(format!("no policy {name:?}")))?;
+        let policy = Policy::parse(&stored.text)
+            .map_err(|e| CasError::Crypto(format!("stored policy does not parse: {e}")))?;
+        Ok((stored, policy))
+    }
+
+    /// The public parts of a policy's current version.
+    pub fn policy_info(&self, name: &str) -> Result<PolicyInfo, CasError> {
+        self.store.transaction(|tx| {
+            let (stored, policy) = self.current(tx, name)?;
+            let (ca_der, _) = store::policy_ca(tx, self.store.sealer(), name)?
+                .ok_or_else(|| CasError::Crypto("policy without CA".into()))?;
+            Ok(PolicyInfo {
+                name: name.to_string(),
+                hash: stored.hash,
+                predecessor: stored.predecessor,
+                signer: stored.signer,
+                owners: policy.owners().iter().map(ToString::to_string).collect(),
+                services: policy.spec().services.keys().cloned().collect(),
+                secrets: policy.spec().secrets.keys().cloned().collect(),
+                applied: stored.applied,
+                ca_pem: ca::cert_pem(&ca_der),
+            })
+        })
+    }
+
+    /// Issues a single-use nonce.
+    pub fn nonce(&self) -> Result<NonceResponse, CasError> {
+        let nonce = hex::encode(random::<NONCE_LEN>()?);
+        let now = now();
+        let expires = now + self.config.nonce_ttl.as_secs();
+        self.store
+            .transaction(|tx| store::put_nonce(tx, &nonce, expires, now))?;
+        Ok(NonceResponse { nonce, expires })
+    }
+
+    /// Registers a LAS platform key, authorised by the operator token (constant-time compare).
+    pub fn register_platform(
+        &self,
+        token: Option<&str>,
+        public_key: &str,
+    ) -> Result<PlatformResponse, CasError> {
+        let presented = token.unwrap_or_default().trim().as_bytes();
+        if !bool::from(presented.ct_eq(self.operator_token.as_bytes())) {
+            self.audit_refusal("platform-refused", json!({"reason": "bad operator token"}));
+            return Err(CasError::Unauthorized(
+                "registering a platform needs the operator token (Authorization: Bearer)".into(),
+            ));
+        }
+        let key = sim::PlatformPublicKey::from_hex(
+            public_key
+                .trim()
+                .strip_prefix("ed25519:")
+                .unwrap_or(public_key.trim()),
+        )
+        .map_err(|e| CasError::BadRequest(format!("public_key: {e}")))?;
+        let key_hex = hex::encode(key.to_bytes());
+        let added = self.store.transaction(|tx| {
+            let added = store::add_platform(tx, &key_hex, now())?;
+            if added {
+                self.append(tx, "platform-registered", json!({"platform": key_hex}))?;
+            }
+            Ok(added)
+        })?;
+        Ok(PlatformResponse {
+            public_key: key_hex,
+            added,
+        })
+    }
+
+    /// Attests a workload: checks the nonce, the evidence, the report-data binding and the
+    /// policy; on success issues its certificate and releases its configuration sealed to its
+    /// HPKE key. Every decision is audited; a refusal carries every reason.
+    pub fn attest(&self, req: &AttestRequest) -> Result<AttestResponse, CasError> {
+        let decoded = Decoded::parse(req)?;
+        let now = now();
+        let mut reasons = Vec::new();
+        let (platforms, current) = self.store.transaction(|tx| {
+            match store::take_nonce(tx, &req.nonce.to_ascii_lowercase())? {
+                None => reasons.push(
+                    "nonce-unknown: the nonce was never issued or is already used".to_string(),
+                ),
+                Some(expires) if expires < now => {
+                    reasons.push(format!("nonce-expired: the nonce expired at {expires}"));
+                }
+                Some(_) => {}
+            }
+            Ok((store::platforms(tx)?, self.current(tx, &req.policy)))
+        })?;
+        let (stored, policy) = match current {
+            Ok(current) => current,
+            Err(e) => {
+                self.audit_refusal(
+                    "attestation-denied",
+                    json!({"policy": req.policy, "service": req.service, "reasons": [e.to_string()]}),
+                );
+                return Err(e);
+            }
+        };
+        let mut verifier = Verifier::new();
+        for key in &platforms {
+            if let Ok(key) = sim::PlatformPublicKey::from_hex(key) {
+                verifier = verifier.with_sim_platform_key(key);
+            }
+        }
+        let mut measurement = None;
+        match verifier.verify(&decoded.evidence, &VerifyOptions::at(now)) {
+            Err(e) => reasons.push(format!("evidence-invalid: {e}")),
+            Ok(claims) => {
+                measurement = Some(hex::encode(&claims.measurement));
+                let expected = report_data(
+                    &decoded.nonce,
+                    &decoded.csr.spki_der(),
+                    &decoded.hpke_public_key,
+                    decoded.job_hash.as_ref(),
+                );
+                if verify_binding(&claims, &expected).is_err() {
+                    reasons.push(
+                        "report-data-mismatch: the evidence does not bind this nonce, CSR key, HPKE key and job".into(),
+                    );
+                }
+                let decision = evaluate(
+                    &policy,
+                    &req.service,
+                    &claims,
+                    &Request {
+                        job_hash: decoded.job_hash,
+                    },
+                    now,
+                );
+                reasons.extend(
+                    decision
+                        .reasons
+                        .iter()
+                        .map(|r| format!("{}: {r}", r.code())),
+                );
+            }
+        }
+        let job = decoded
+            .job_hash
+            .map(|j| format!("sha256:{}", hex::encode(j)));
+        let base = json!({
+            "policy": req.policy,
+            "policy_hash": stored.hash,
+            "service": req.service,
+            "tee": decoded.evidence.tee.as_str(),
+            "measurement": measurement,
+            "job": job,
+        });
+        if !reasons.is_empty() {
+            let mut body = base;
+            body["reasons"] = json!(reasons);
+            self.audit_refusal("attestation-denied", body);
+            return Err(CasError::Denied(reasons));
+        }
+        let released = self.release(&req.policy, &req.service, &policy, &decoded, base);
+        if let Err(e) = &released {
+            self.audit_refusal(
+                "attestation-denied",
+                json!({"policy": req.policy, "service": req.service, "reasons": [e.to_string()]}),
+            );
+        }
+        let (issued, ca_der, config) = released?;
+        Ok(AttestResponse {
+            certificate_chain_pem: format!(
+                "{}{}",
+                ca::cert_pem(&issued.der),
+                ca::cert_pem(&ca_der)
+            ),
+            ca_pem: ca::cert_pem(&ca_der),
+            expires: issued.not_after,
+            policy_hash: stored.hash,
+            config,
+        })
+    }
+
+    /// Renders, seals and issues for an admitted workload; audits the release in the same
+    /// transaction as the certificate record.
+    fn release(
+        &self,
+        name: &str,
+        service: &str,
+        policy: &Policy,
+        decoded: &Decoded,
+        mut audit: Value,
+    ) -> Result<(ca::Issued, Vec<u8>, crate::seal::Sealed), CasError> {
+        let sealer = self.store.sealer();
+        self.store.transaction(|tx| {
+            let values = self.secret_values(tx, policy)?;
+            let rendered = render(policy, service, &values)
+                .map_err(|e| CasError::Conflict(format!("cannot render the configuration: {e}")))?;
+            let config = ReleasedConfig {
+                env: rendered
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Zeroizing::new(v.expose().to_string())))
+                    .collect(),
+                args: rendered
+                    .args
+                    .iter()
+                    .map(|v| Zeroizing::new(v.expose().to_string()))
+                    .collect(),
+                files: rendered
+                    .files
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Zeroizing::new(v.expose().to_string())))
+                    .collect(),
+            };
+            let plaintext = Zeroizing::new(
+                serde_json::to_vec(&config)
+                    .map_err(|e| CasError::Crypto(format!("encoding the configuration: {e}")))?,
+            );
+            let sealed = crate::seal::seal(&decoded.hpke_public_key, name, service, &plaintext)?;
+            let (ca_der, ca_key) = store::policy_ca(tx, sealer, name)?
+                .ok_or_else(|| CasError::Crypto("policy without CA".into()))?;
+            let issued = ca::issue_workload(
+                &decoded.csr,
+                name,
+                service,
+                &ca_der,
+                &ca_key,
+                self.config.cert_ttl.as_secs(),
+            )?;
+            store::record_certificate(tx, &issued.serial, name, service, now(), issued.not_after)?;
+            audit["certificate_serial"] = json!(issued.serial);
+            audit["released_secrets"] = json!(referenced_secrets(policy, service));
+            self.append(tx, "attestation-allowed", audit)?;
+            Ok((issued, ca_der, sealed))
+        })
+    }
+
+    /// The policy's secret values, imports resolved against their exporters' current versions.
+    fn secret_values(
+        &self,
+        tx: &Transaction<'_>,
+        policy: &Policy,
+    ) -> Result<BTreeMap<String, SecretValue>, CasError> {
+        let mut values = BTreeMap::new();
+        for name in policy.spec().secrets.keys() {
+            if let Some(value) = self.secret_value(tx, policy, name)? {
+                values.insert(name.clone(), value);
+            }
+        }
+        Ok(values)
+    }
+
+    /// One secret's value: stored under the policy, or, for an import the exporter allows,
+    /// the exporter's value. `None` when it has no value (yet).
+    fn secret_value(
+        &self,
+        tx: &Transaction<'_>,
+        policy: &Policy,
+        name: &str,
+    ) -> Result<Option<SecretValue>, CasError> {
+        let sealer = self.store.sealer();
+        let Some(spec) = policy.secret(name) else {
+            return Ok(None);
+        };
+        let stored = match &spec.import_from {
+            None => store::secret(tx, sealer, policy.name(), name)?,
+            Some(import) => {
+                let Ok((_, exporter)) = self.current(tx, &import.policy) else {
+                    return Ok(None);
+                };
+                if check_import(policy, name, &exporter).is_err() {
+                    return Ok(None);
+                }
+                store::secret(tx, sealer, &import.policy, &import.secret)?
+            }
+        };
+        stored
+            .map(|(_, bytes)| material::decode(&bytes))
+            .transpose()
+    }
+
+    /// Authenticates a KMS caller by its client certificate chain (leaf first): the leaf must
+    /// name `spiffe://cipherlake/{policy}/{service}`, be signed by that policy's CA and be
+    /// valid now.
+    pub fn authenticate(&self, leaf_der: Option<&[u8]>) -> Result<Workload, CasError> {
+        let leaf = leaf_der.ok_or_else(|| {
+            CasError::Unauthorized("KMS calls need a workload client certificate (mTLS)".into())
+        })?;
+        let (policy, service) = ca::workload_identity(leaf)?;
+        let ca_der = self
+            .store
+            .transaction(|tx| store::policy_ca(tx, self.store.sealer(), &policy))?
+            .map(|(cert, _)| cert)
+            .ok_or_else(|| CasError::Unauthorized(format!("no policy {policy:?}")))?;
+        ca::verify_issued_by(leaf, &ca_der, now())?;
+        Ok(Workload { policy, service })
+    }
+
+    /// Runs a KMS operation for `caller` with the key `key_id` after checking the service's
+    /// `kms_keys`; audits the call, allowed or not.
+    pub fn kms(
+        &self,
+        caller: &Workload,
+        op: kms::Operation,
+        key_id: &str,
+        input: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CasError> {
+        let result = self.store.transaction(|tx| {
+            let (_, policy) = self.current(tx, &caller.policy)?;
+            let granted = policy
+                .service(&caller.service)
+                .is_some_and(|s| s.kms_keys.iter().any(|k| k == key_id));
+            if !granted {
+                return Err(CasError::Forbidden(format!(
+                    "service {:?} of policy {:?} is not granted KMS key {key_id:?}",
+                    caller.service, caller.policy
+                )));
+            }
+            let value = self.secret_value(tx, &policy, key_id)?;
+            let value = value.as_ref().ok_or_else(|| {
+                CasError::Conflict(format!("KMS key {key_id:?} has no value yet"))
+            })?;
+            let out = kms::run(op, key_id, value, input)?;
+            self.append(
+                tx,
+                "kms",
+                json!({"policy": caller.policy, "service": caller.service, "op": op.as_str(), "key": key_id, "allowed": true}),
+            )?;
+            Ok(out)
+        });
+        if let Err(e) = &result {
+            self.audit_refusal(
+                "kms",
+                json!({"policy": caller.policy, "service": caller.service, "op": op.as_str(), "key": key_id, "allowed": false, "reason": e.to_string()}),
+            );
+        }
+        result
+    }
+
+    /// Exports the audit log with a signed head.
+    pub fn audit_export(&self) -> Result<Export, CasError> {
+        self.store.transaction(|tx| self.audit.export(tx))
+    }
+}
+
+/// The secrets a service's templates reference (for the audit log: names only).
+fn referenced_secrets(policy: &Policy, service: &str) -> Vec<String> {
+    let Some(spec) = policy.service(service) else {
+        return Vec::new();
+    };
+    let texts = spec
+        .env
+        .values()
+        .chain(spec.args.iter())
+        .chain(spec.files.values());
+    policy
+        .spec()
+        .secrets
+        .keys()
+        .filter(|name| texts.clone().any(|t| t.contains(&format!("secret.{name}"))))
+        .cloned()
+        .collect()
+}
+
+fn update_error(e: UpdateError) -> CasError {
+    match e {
+        UpdateError::Stale { current, found, .. } => CasError::Stale {
+            message: e.to_string(),
+            current: current.to_string(),
+            found: found.map(|h| h.to_string()),
+        },
+        UpdateError::NotAnOwner { .. }
+        | UpdateError::NotOwnOwner { .. }
+        | UpdateError::BadSignature { .. } => CasError::Forbidden(e.to_string()),
+        UpdateError::Policy(_)
+        | UpdateError::UnexpectedPredecessor { .. }
+        | UpdateError::NameMismatch { .. } => CasError::BadRequest(e.to_string()),
+    }
+}
+
+/// The decoded, syntactically valid parts of an attestation request.
+struct Decoded {
+    nonce: [u8; NONCE_LEN],
+    evidence: Evidence,
+    csr: VerifiedCsr,
+    hpke_public_key: Vec<u8>,
+    job_hash: Option<[u8; 32]>,
+}
+
+impl Decoded {
+    fn parse(req: &AttestRequest) -> Result<Self, CasError> {
+        let bad = |m: String| CasError::BadRequest(m);
+        let mut nonce = [0u8; NONCE_LEN];
+        hex::decode_to_slice(req.nonce.trim(), &mut nonce)
+            .map_err(|_| bad("nonce: expected 64 hex digits".into()))?;
+        let tee: Tee = req
+            .evidence
+            .tee
+            .parse()
+            .map_err(|e: String| bad(format!("evidence.tee: {e}")))?;
+        let bytes = BASE64
+            .decode(req.evidence.bytes.trim())
+            .map_err(|_| bad("evidence.bytes: not base64".into()))?;
+        let mut evidence = Evidence::new(tee, bytes);
+        if let Some(collateral) = &req.evidence.collateral {
+            evidence = evidence.with_collateral(parse_collateral(collateral)?);
+        }
+        let csr = VerifiedCsr::from_pem(&req.csr)?;
+        let hpke_public_key = BASE64
+            .decode(req.hpke_public_key.trim())
+            .map_err(|_| bad("hpke_public_key: not base64".into()))?;
+        if hpke_public_key.len() != 32 {
+            return Err(bad("hpke_public_key: expected 32 bytes (X25519)".into()));
+        }
+        let job_hash = req
+            .job_hash
+            .as_deref()
+            .map(|j| {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(
+                    j.trim().strip_prefix("sha256:").unwrap_or(j.trim()),
+                    &mut out,
+                )
+                .map(|()| out)
+                .map_err(|_| bad("job_hash: expected sha256:<64 hex digits>".into()))
+            })
+            .transpose()?;
+        Ok(Decoded {
+            nonce,
+            evidence,
+            csr,
+            hpke_public_key,
+            job_hash,
+        })
+    }
+}
+
+fn parse_collateral(body: &CollateralBody) -> Result<Collateral, CasError> {
+    let bad = |m: String| CasError::BadRequest(m);
+    match body {
+        CollateralBody::Dcap { json } => {
+            let json = BASE64
+                .decode(json.trim())
+                .map_err(|_| bad("collateral.dcap.json: not base64".into()))?;
+            cipherlake_attest::dcap::DcapCollateral::from_json(&json)
+                .map(|c| Collateral::Dcap(Arc::new(c)))
+                .map_err(|e| bad(format!("collateral.dcap: {e}")))
+        }
+        CollateralBody::Snp { vek, chain_pem } => {
+            let vek = BASE64
+                .decode(vek.trim())
+                .map_err(|_| bad("collateral.snp.vek: not base64".into()))?;
+            cipherlake_attest::snp::SnpCollateral::new(
+                &vek,
+                chain_pem.as_deref().map(str::as_bytes),
+            )
+            .map(|c| Collateral::Snp(Arc::new(c)))
+            .map_err(|e| bad(format!("collateral.snp: {e}")))
+        }
+    }
+}
+
+/// Reads the operator token, creating it (32 random bytes, hex, mode 0600) at first start.
+fn operator_token(path: &Path) -> Result<Zeroizing<String>, CasError> {
+    if !path.exists() {
+        let token = Zeroizing::new(hex::encode(random::<32>()?));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(CasError::io(format!("creating {}", path.display())))?;
+        file.write_all(token.as_bytes())
+            .map_err(CasError::io(format!("writing {}", path.display())))?;
+    }
+    let meta =
+        std::fs::metadata(path).map_err(CasError::io(format!("reading {}", path.display())))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(CasError::Io {
+            context: format!("operator token {}", path.display()),
+            source: std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "group or others may access it; use chmod 600",
+            ),
+        });
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(CasError::io(format!("reading {}", path.display())))?;
+    Ok(Zeroizing::new(text.trim().to_string()))
+}

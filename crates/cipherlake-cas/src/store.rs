@@ -1,0 +1,360 @@
+//! The embedded SQLite database under the data directory.
+//!
+//! One connection behind a mutex; every operation that changes state runs in one transaction
+//! (a policy version, its generated secrets and its audit entry commit together or not at
+//! all). Secret values, private keys and policy texts (which may hold inline secrets) are
+//! stored sealed under the master key ([`crate::at_rest::Sealer`]).
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use zeroize::Zeroizing;
+
+use crate::CasError;
+use crate::at_rest::Sealer;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS policies (
+    name TEXT NOT NULL, hash TEXT NOT NULL, predecessor TEXT, text_sealed BLOB NOT NULL,
+    signer TEXT NOT NULL, applied INTEGER NOT NULL, current INTEGER NOT NULL,
+    PRIMARY KEY (name, hash));
+CREATE TABLE IF NOT EXISTS secrets (
+    policy TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, value_sealed BLOB NOT NULL,
+    PRIMARY KEY (policy, name));
+CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS platforms (key TEXT PRIMARY KEY, registered INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS policy_cas (
+    policy TEXT PRIMARY KEY, cert_der BLOB NOT NULL, key_sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS certificates (
+    serial TEXT PRIMARY KEY, policy TEXT NOT NULL, service TEXT NOT NULL,
+    issued INTEGER NOT NULL, not_after INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY, prev_hash BLOB NOT NULL, body TEXT NOT NULL,
+    hash BLOB NOT NULL, signature BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS cas_keys (name TEXT PRIMARY KEY, value_sealed BLOB NOT NULL);
+";
+
+/// A stored secret: its kind and its decrypted encoding ([`crate::material`]).
+pub type StoredSecret = (String, Zeroizing<Vec<u8>>);
+
+/// A policy's workload CA: certificate DER and decrypted private key (PKCS#8 DER).
+pub type PolicyCa = (Vec<u8>, Zeroizing<Vec<u8>>);
+
+/// A stored policy version.
+#[derive(Debug, Clone)]
+pub struct StoredPolicy {
+    /// The policy's YAML text.
+    pub text: Zeroizing<String>,
+    /// Hash, `sha256:HEX`.
+    pub hash: String,
+    /// The predecessor's hash, if any.
+    pub predecessor: Option<String>,
+    /// The owner key that signed it.
+    pub signer: String,
+    /// When it was applied (unix seconds).
+    pub applied: u64,
+}
+
+/// The database and the sealer for its encrypted columns.
+pub struct Store {
+    conn: Mutex<Connection>,
+    sealer: Sealer,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path, sealer: Sealer) -> Result<Self, CasError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            sealer,
+        })
+    }
+
+    /// The sealer for encrypted columns.
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a transaction half-applied (it rolls
+        // back on drop), so the connection is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in a transaction, committed when `f` succeeds and rolled back otherwise.
+    pub fn transaction<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, CasError>,
+    ) -> Result<T, CasError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn secret_aad(policy: &str, name: &str) -> Vec<u8> {
+    format!("cipherlake-secret-v1\0{policy}\0{name}").into_bytes()
+}
+
+fn policy_aad(name: &str, hash: &str) -> Vec<u8> {
+    format!("cipherlake-policy-text-v1\0{name}\0{hash}").into_bytes()
+}
+
+/// Reads the current version of policy `name`.
+pub fn current_policy(
+    tx: &Transaction<'_>,
+    sealer: &Sealer,
+    name: &str,
+) -> Result<Option<StoredPolicy>, CasError> {
+    let row = tx
+        .query_row(
+            "SELECT hash, predecessor, text_sealed, signer, applied FROM policies
+             WHERE name = ?1 AND current = 1",
+            params![name],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((hash, predecessor, sealed, signer, applied)) = row else {
+        return Ok(None);
+    };
+    let text = sealer.open(&policy_aad(name, &hash), &sealed)?;
+    let text = String::from_utf8(text.to_vec())
+        .map_err(|_| CasError::Crypto("stored policy text is not UTF-8".into()))?;
+    Ok(Some(StoredPolicy {
+        text: Zeroizing::new(text),
+        hash,
+        predecessor,
+        signer,
+        applied: applied as u64,
+    }))
+}
+
+/// Makes `policy` the current version of its name.
+pub fn insert_policy(
+    tx: &Transaction<'_>,
+    sealer: &Sealer,
+    name: &str,
+    policy: &StoredPolicy,
+) -> Result<(), CasError> {
+    tx.execute(
+        "UPDATE policies SET current = 0 WHERE name = ?1",
+        params![name],
+    )?;
+    let sealed = sealer.seal(&policy_aad(name, &policy.hash), policy.text.as_bytes())?;
+    tx.execute(
+        "INSERT OR REPLACE INTO policies (name, hash, predecessor, text_sealed, signer, applied, current)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+        params![
+            name,
+            policy.hash,
+            policy.predecessor,
+            sealed,
+            policy.signer,
+            policy.applied as i64
+        ],
+    )?;
+    Ok(())
+}
+
+/// Reads a secret's value (decrypted encoding, see [`crate::material`]) and kind.
+pub fn secret(
+    tx: &Transaction<'_>,
+    sealer: &Sealer,
+    policy: &str,
+    name: &str,
+) -> Result<Option<StoredSecret>, CasError> {
+    let row = tx
+        .query_row(
+            "SELECT kind, value_sealed FROM secrets WHERE policy = ?1 AND name = ?2",
+            params![policy, name],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )
+        .optional()?;
+    match row {
+        None => Ok(None),
+        Some((kind, sealed)) => Ok(Some((
+            kind,
+            sealer.open(&secret_aad(policy, name), &sealed)?,
+        ))),
+    }
+}
+
+/// Stores a secret's value (replacing any previous one).
+pub fn put_secret(
+    tx: &Transaction<'_>,
+    sealer: &Sealer,
+    policy: &str,
+    name: &str,
+    kind: &str,
+    encoded: &[u8],
+) -> Result<(), CasError> {
+    let sealed = sealer.seal(&secret_aad(policy, name), encoded)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO secrets (policy, name, kind, value_sealed) VALUES (?1, ?2, ?3, ?4)",
+        params![policy, name, kind, sealed],
+    )?;
+    Ok(())
+}
+
+/// Removes stored secrets of `policy` whose names are not in `keep`.
+pub fn prune_secrets(tx: &Transaction<'_>, policy: &str, keep: &[&str]) -> Result<(), CasError> {
+    let mut stmt = tx.prepare("SELECT name FROM secrets WHERE policy = ?1")?;
+    let names: Vec<String> = stmt
+        .query_map(params![policy], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for name in names.iter().filter(|n| !keep.contains(&n.as_str())) {
+        tx.execute(
+            "DELETE FROM secrets WHERE policy = ?1 AND name = ?2",
+            params![policy, name],
+        )?;
+    }
+    Ok(())
+}
+
+/// Stores a fresh nonce valid until `expires`.
+pub fn put_nonce(
+    tx: &Transaction<'_>,
+    nonce: &str,
+    expires: u64,
+    now: u64,
+) -> Result<(), CasError> {
+    tx.execute("DELETE FROM nonces WHERE expires < ?1", params![now as i64])?;
+    tx.execute(
+        "INSERT INTO nonces (nonce, expires) VALUES (?1, ?2)",
+        params![nonce, expires as i64],
+    )?;
+    Ok(())
+}
+
+/// Consumes a nonce: removes it and returns its expiry, or `None` if unknown (never issued or
+/// already used).
+pub fn take_nonce(tx: &Transaction<'_>, nonce: &str) -> Result<Option<u64>, CasError> {
+    let expires = tx
+        .query_row(
+            "DELETE FROM nonces WHERE nonce = ?1 RETURNING expires",
+            params![nonce],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?;
+    Ok(expires.map(|e| e as u64))
+}
+
+/// Registers a LAS platform key (hex); returns false if it was already registered.
+pub fn add_platform(tx: &Transaction<'_>, key_hex: &str, now: u64) -> Result<bool, CasError> {
+    Ok(tx.execute(
+        "INSERT OR IGNORE INTO platforms (key, registered) VALUES (?1, ?2)",
+        params![key_hex, now as i64],
+    )? == 1)
+}
+
+/// Every registered LAS platform key (hex).
+pub fn platforms(tx: &Transaction<'_>) -> Result<Vec<String>, CasError> {
+    let mut stmt = tx.prepare("SELECT key FROM platforms ORDER BY key")?;
+    let keys = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(keys)
+}
+
+/// The policy's workload CA: certificate DER and sealed private key.
+pub fn policy_ca(
+    tx: &Transaction<'_>,
+    sealer: &Sealer,
+    policy: &str,
+) -> Result<Option<PolicyCa>, CasError> {
+    let row = tx
+        .query_row(
+            "SELECT cert_der, key_sealed FROM policy_cas WHERE policy = ?1",
+            params![policy],
+            |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )
+        .optional()?;
+    match row {
+        None => Ok(None),
+        Some((cert, sealed)) => {
+            let aad = format!("cipherlake-policy-ca-v1\0{policy}");
+            Ok(Some((cert, sealer.open(aad.as_bytes(), &sealed)?)))
+        }
+    }
+}
+
+/// Stores the policy's workload CA.
+pub fn put_policy_ca(
+    tx: &Transaction<'_>,
+    sealer: &Sealer,
+    policy: &str,
+    cert_der: &[u8],
+    key_pkcs8: &[u8],
+) -> Result<(), CasError> {
+    let aad = format!("cipherlake-policy-ca-v1\0{policy}");
+    let sealed = sealer.seal(aad.as_bytes(), key_pkcs8)?;
+    tx.execute(
+        "INSERT INTO policy_cas (policy, cert_der, key_sealed) VALUES (?1, ?2, ?3)",
+        params![policy, cert_der, sealed],
+    )?;
+    Ok(())
+}
+
+/// Records an issued workload certificate.
+pub fn record_certificate(
+    tx: &Transaction<'_>,
+    serial: &str,
+    policy: &str,
+    service: &str,
+    issued: u64,
+    not_after: u64,
+) -> Result<(), CasError> {
+    tx.execute(
+        "INSERT INTO certificates (serial, policy, service, issued, not_after) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![serial, policy, service, issued as i64, not_after as i64],
+    )?;
+    Ok(())
+}
+
+/// A CAS key (audit signing key, TLS key), decrypted.
+pub fn cas_key(
+    tx: &Transaction<'_>,
+    sealer: &Sealer,
+    name: &str,
+) -> Result<Option<Zeroizing<Vec<u8>>>, CasError> {
+    let sealed = tx
+        .query_row(
+            "SELECT value_sealed FROM cas_keys WHERE name = ?1",
+            params![name],
+            |r| r.get::<_, Vec<u8>>(0),
+        )
+        .optional()?;
+    let aad = format!("cipherlake-cas-key-v1\0{name}");
+    sealed.map(|s| sealer.open(aad.as_bytes(), &s)).transpose()
+}
+
+/// Stores a CAS key.
+pub fn put_cas_key(
+    tx: &Transaction<'_>,
+    sealer: &Sealer,
+    name: &str,
+    value: &[u8],
+) -> Result<(), CasError> {
+    let aad = format!("cipherlake-cas-key-v1\0{name}");
+    let sealed = sealer.seal(aad.as_bytes(), value)?;
+    tx.execute(
+        "INSERT INTO cas_keys (name, value_sealed) VALUES (?1, ?2)",
+        params![name, sealed],
+    )?;
+    Ok(())
+}

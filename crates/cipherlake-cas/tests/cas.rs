@@ -1,0 +1,20 @@
+//! Attack and happy-path tests of the CAS through its real HTTPS API, with a real LAS for sim
+//! evidence.
+
+#[path = "cas/common.rs"]
+mod common;
+
+#[path = "cas/attestation.rs"]
+mod attestation;
+#[path = "cas/audit_log.rs"]
+mod audit_log;
+#[path = "cas/happy.rs"]
+mod happy;
+#[path = "cas/kms.rs"]
+mod kms;
+#[path = "cas/policies.rs"]
+mod policies;
+#[path = "cas/restart.rs"]
+mod restart;
+#[path = "cas/robustness.rs"]
+mod robustness;
