@@ -3,10 +3,12 @@
 
 pub mod bench;
 pub mod datagen;
+pub mod encryption;
 pub mod error;
 pub mod output;
 pub mod script;
 pub mod session;
+pub mod spill;
 pub mod tables;
 
 pub use error::EngineError;

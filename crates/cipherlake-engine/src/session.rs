@@ -1,22 +1,52 @@
 //! The DataFusion session every cipherlake command runs SQL in.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use cipherlake_crypto::key_material::KmsClient;
+use datafusion::common::config::TableOptions;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::DeltaTableFactory;
 
+use crate::encryption::{FACTORY_ID, KmsEncryptionFactory};
+use crate::spill::EncryptedTempFileFactory;
+
 /// Options for a new session.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SessionOptions {
     /// Parallelism of scans, joins and aggregations (defaults to the number of cores).
     pub target_partitions: usize,
+    /// The KMS that unwraps (reading) and wraps (writing) the data keys of encrypted Parquet
+    /// files; without one, encrypted files cannot be read or written.
+    pub kms: Option<Arc<dyn KmsClient>>,
+    /// Memory limit in bytes for query execution (spilling beyond it); unbounded when `None`.
+    pub memory_limit: Option<usize>,
+    /// Directory in which the session's encrypted spill directory is created (the operating
+    /// system's temporary directory when `None`).
+    pub spill_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SessionOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionOptions")
+            .field("target_partitions", &self.target_partitions)
+            .field("kms", &self.kms.as_ref().map(|_| "configured"))
+            .field("memory_limit", &self.memory_limit)
+            .field("spill_dir", &self.spill_dir)
+            .finish()
+    }
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
         Self {
             target_partitions: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kms: None,
+            memory_limit: None,
+            spill_dir: None,
         }
     }
 }
@@ -27,16 +57,38 @@ impl Default for SessionOptions {
 ///   keywords stay case-insensitive);
 /// - `information_schema` is available;
 /// - files and directories can be queried by path, as in DuckDB: `SELECT … FROM 'dir/'`;
-/// - `CREATE EXTERNAL TABLE … STORED AS DELTATABLE` opens Delta Lake tables.
+/// - `CREATE EXTERNAL TABLE … STORED AS DELTATABLE` opens Delta Lake tables;
+/// - encrypted Parquet is read with no options (keys come from each file's key metadata
+///   through [`SessionOptions::kms`]) and written with the factory options of
+///   [`crate::encryption`];
+/// - every spill file is encrypted under a random in-memory key ([`crate::spill`]).
 pub fn new_session(options: &SessionOptions) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(options.target_partitions.max(1));
     config.options_mut().sql_parser.enable_ident_normalization = false;
-    let state = SessionStateBuilder::new()
-        .with_config(config)
-        .with_default_features()
-        .with_table_factory("DELTATABLE".to_string(), Arc::new(DeltaTableFactory {}))
-        .build();
+    let mut table_options = TableOptions::default_from_session_config(config.options());
+    table_options.parquet.crypto.factory_id = Some(FACTORY_ID.to_owned());
+    let spill = DiskManagerBuilder::default().with_mode(DiskManagerMode::Custom(Arc::new(
+        EncryptedTempFileFactory::new(options.spill_dir.clone()),
+    )));
+    let mut runtime = RuntimeEnvBuilder::new().with_disk_manager_builder(spill);
+    if let Some(limit) = options.memory_limit {
+        runtime = runtime.with_memory_limit(limit, 1.0);
+    }
+    let state =
+        SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime.build_arc().expect(
+                "a runtime with a custom disk manager and a fixed memory pool always builds",
+            ))
+            .with_table_options(table_options)
+            .with_default_features()
+            .with_table_factory("DELTATABLE".to_string(), Arc::new(DeltaTableFactory {}))
+            .build();
+    state.runtime_env().register_parquet_encryption_factory(
+        FACTORY_ID,
+        Arc::new(KmsEncryptionFactory::new(options.kms.clone())),
+    );
     SessionContext::new_with_state(state).enable_url_table()
 }

@@ -45,6 +45,25 @@ pub struct TaxiOptions {
     pub threads: usize,
     /// Replace existing `part-*.parquet` files in the output directory.
     pub overwrite: bool,
+    /// Write encrypted Parquet (fresh data keys per file); plaintext when `None`.
+    pub encryption: Option<TaxiEncryption>,
+}
+
+/// How `generate_taxi` encrypts its output.
+#[derive(Clone)]
+pub struct TaxiEncryption {
+    /// The KMS wrapping the data keys.
+    pub kms: std::sync::Arc<dyn cipherlake_crypto::key_material::KmsClient>,
+    /// Master keys and modes.
+    pub spec: crate::encryption::EncryptionSpec,
+}
+
+impl std::fmt::Debug for TaxiEncryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaxiEncryption")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What was written.
@@ -90,6 +109,9 @@ pub enum DatagenError {
     /// Nonsensical options.
     #[error("{0}")]
     Invalid(String),
+    /// The encryption keys of a file could not be made.
+    #[error(transparent)]
+    Encryption(#[from] crate::encryption::EncryptionError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatagenError + '_ {
@@ -113,15 +135,27 @@ impl TaxiOptions {
 
 /// Writer settings for generated trips: zstd, 1 Mi-row row groups, page statistics; no
 /// dictionary for the timestamps (nearly every value is distinct, so the writer would build a
-/// dictionary only to fall back to plain encoding).
-pub fn writer_properties() -> WriterProperties {
+/// dictionary only to fall back to plain encoding). With `encryption`, the file at `path` gets
+/// fresh data keys wrapped through its KMS.
+pub fn writer_properties(
+    encryption: Option<&TaxiEncryption>,
+    path: &Path,
+) -> Result<WriterProperties, DatagenError> {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     for column in ["tpep_pickup_datetime", "tpep_dropoff_datetime"] {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
-    builder.build()
+    if let Some(encryption) = encryption {
+        let properties = encryption.spec.file_encryption_properties(
+            std::sync::Arc::clone(&encryption.kms),
+            &schema(),
+            &path.display().to_string(),
+        )?;
+        builder = builder.with_file_encryption_properties(properties);
+    }
+    Ok(builder.build())
 }
 
 /// The name of file `index`.
@@ -259,8 +293,12 @@ fn write_part(
         path: path.to_path_buf(),
         source,
     };
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties()))
-        .map_err(parquet_err)?;
+    let mut writer = ArrowWriter::try_new(
+        file,
+        schema.clone(),
+        Some(writer_properties(options.encryption.as_ref(), path)?),
+    )
+    .map_err(parquet_err)?;
     let mut row = first;
     let mut batch_index = 0u64;
     while row < end && !cancelled.load(Ordering::Relaxed) {

@@ -107,6 +107,7 @@ fn existing_dataset_needs_overwrite_and_no_temporary_files_remain() {
         seed: 3,
         threads: 2,
         overwrite: false,
+        encryption: None,
     };
     assert!(matches!(
         generate_taxi(dir.path(), &again, &|_| {}),
@@ -142,6 +143,7 @@ fn more_files_than_rows_is_refused() {
         seed: 1,
         threads: 1,
         overwrite: false,
+        encryption: None,
     };
     assert!(matches!(
         generate_taxi(dir.path(), &options, &|_| {}),
@@ -160,6 +162,7 @@ fn an_unwritable_output_is_a_clear_error() {
         seed: 1,
         threads: 1,
         overwrite: false,
+        encryption: None,
     };
     let err = generate_taxi(&file, &options, &|_| {})
         .unwrap_err()

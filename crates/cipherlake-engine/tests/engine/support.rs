@@ -16,6 +16,7 @@ pub fn generate(dir: &Path, rows: u64, files: usize, seed: u64) -> TaxiReport {
         seed,
         threads: 2,
         overwrite: false,
+        encryption: None,
     };
     generate_taxi(dir, &options, &|_| {}).expect("generation succeeds")
 }
