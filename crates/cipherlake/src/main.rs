@@ -10,7 +10,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 /// Confidential big-data analytics: SQL over Parquet, Delta Lake and SQL databases, with data,
 /// keys and code in plaintext only inside attested TEEs.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(
     name = "cipherlake",
     version,
@@ -25,7 +25,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Generate synthetic data sets (NYC taxi trips).
     Datagen(cmd::datagen::Args),
@@ -33,6 +33,22 @@ enum Command {
     Sql(cmd::sql::Args),
     /// Run benchmark suites.
     Bench(cmd::bench::Args),
+    /// Verify TEE attestation evidence (SGX, TDX, SEV-SNP, Azure Attestation, sim).
+    Evidence(cmd::evidence::Args),
+    /// Run the local attestation service (node agent) that signs sim-mode reports.
+    Las(cmd::las::Args),
+    /// Work with policies offline: owner keys, hashes, validation, signing.
+    Policy(cmd::policy::Args),
+    /// SQL Server Always Encrypted: encrypt and decrypt cells (debugging).
+    Ae(cmd::ae::Args),
+    /// Run the configuration and attestation service (CAS).
+    Cas(cmd::cas::Args),
+    /// Attest this process to a CAS and print the configuration it receives (debugging).
+    Attest(cmd::attest::Args),
+    /// Show or verify the CAS's hash-chained, signed audit log.
+    Audit(cmd::audit::Args),
+    /// Encrypt, decrypt and inspect Parquet files (Parquet modular encryption).
+    Parquet(cmd::parquet::Args),
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -40,6 +56,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Datagen(args) => cmd::datagen::run(args).await,
         Command::Sql(args) => cmd::sql::run(args).await,
         Command::Bench(args) => cmd::bench::run(args).await,
+        Command::Evidence(args) => cmd::evidence::run(args).await,
+        Command::Las(args) => cmd::las::run(args).await,
+        Command::Policy(args) => cmd::policy::run(args).await,
+        Command::Ae(args) => cmd::ae::run(args).await,
+        Command::Cas(args) => cmd::cas::run(args).await,
+        Command::Attest(args) => cmd::attest::run(args).await,
+        Command::Audit(args) => cmd::audit::run(args).await,
+        Command::Parquet(args) => cmd::parquet::run(args).await,
     }
 }
 

@@ -2,6 +2,9 @@
 //! subcommand).
 
 mod cli {
+    pub mod ae;
     pub mod basics;
+    pub mod evidence;
+    pub mod parquet;
     pub mod support;
 }

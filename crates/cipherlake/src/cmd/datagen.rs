@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use cipherlake_engine::datagen::{TaxiOptions, generate_taxi};
+use cipherlake_engine::datagen::{TaxiEncryption, TaxiOptions, generate_taxi};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::count::parse_count;
@@ -43,11 +43,31 @@ struct TaxiArgs {
     /// after the new ones are complete).
     #[arg(long)]
     overwrite: bool,
+    /// Write encrypted Parquet (Parquet modular encryption with PKMT1 key material; fresh data
+    /// keys per file) under --footer-key and --column-keys through --kms.
+    #[arg(long, requires_all = ["kms", "footer_key"])]
+    encrypt: bool,
+    #[command(flatten)]
+    keys: super::parquet::KeyArgs,
+    /// The KMS for --encrypt: local:FILE or cas:URL.
+    #[arg(long, env = "CIPHERLAKE_KMS", value_name = "SPEC")]
+    kms: Option<String>,
 }
 
 /// Runs `cipherlake datagen`.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let Dataset::Taxi(args) = args.dataset;
+    let encryption = match (&args.encrypt, &args.kms) {
+        (true, Some(kms)) => Some(TaxiEncryption {
+            kms: cipherlake_engine::encryption::open_kms(kms)?,
+            spec: args.keys.spec()?,
+        }),
+        (true, None) => anyhow::bail!("--encrypt needs --kms local:FILE|cas:URL"),
+        (false, _) if args.keys.footer_key.is_some() || !args.keys.column_keys.is_empty() => {
+            anyhow::bail!("--footer-key and --column-keys need --encrypt")
+        }
+        (false, _) => None,
+    };
     let options = TaxiOptions {
         rows: args.rows,
         files: args.files,
@@ -56,6 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         overwrite: args.overwrite,
+        encryption,
     };
     let bar = ProgressBar::with_draw_target(Some(args.rows), ProgressDrawTarget::stderr());
     bar.set_style(

@@ -1,6 +1,14 @@
 //! One module per subcommand. Each exposes `Args` (clap) and `run(args) -> anyhow::Result<()>`.
 
+pub mod ae;
+pub mod attest;
+pub mod audit;
 pub mod bench;
+pub mod cas;
 mod count;
 pub mod datagen;
+pub mod evidence;
+pub mod las;
+pub mod parquet;
+pub mod policy;
 pub mod sql;

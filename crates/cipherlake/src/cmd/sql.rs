@@ -26,6 +26,12 @@ pub struct Args {
     /// Read the SQL script from this file instead of the command line.
     #[arg(long, short = 'f', conflicts_with = "sql")]
     file: Option<PathBuf>,
+    /// The KMS for encrypted Parquet: local:FILE (a parquet-java style master key list,
+    /// ID:BASE64 entries) or cas:URL. Encrypted files are then read with no options; write
+    /// them with COPY … TO … OPTIONS ('format.crypto.factory_options.footer_key' 'ID',
+    /// 'format.crypto.factory_options.column_keys' 'ID:col1,col2;ID2:col3').
+    #[arg(long, env = "CIPHERLAKE_KMS", value_name = "SPEC")]
+    kms: Option<String>,
     /// The SQL to run.
     sql: Option<String>,
 }
@@ -40,7 +46,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         _ => bail!("give the SQL as an argument or with --file FILE"),
     };
     let format: OutputFormat = args.format.parse().map_err(anyhow::Error::msg)?;
-    let ctx = new_session(&SessionOptions::default());
+    let kms = args
+        .kms
+        .as_deref()
+        .map(cipherlake_engine::encryption::open_kms)
+        .transpose()?;
+    let ctx = new_session(&SessionOptions {
+        kms,
+        ..SessionOptions::default()
+    });
     for table in &args.tables {
         let kind = register_table(&ctx, table).await?;
         tracing::info!(table = %table.name, ?kind, "registered table");

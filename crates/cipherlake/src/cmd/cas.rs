@@ -1,0 +1,116 @@
+//! `cipherlake cas`: run the Configuration and Attestation Service, and the custodian's
+//! `policy apply` against it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cipherlake_cas::client::{CasClient, fingerprint_of_pem};
+use cipherlake_cas::service::Config;
+use cipherlake_policy::{OwnerSigningKey, sign};
+
+/// Run the CAS.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Serve the CAS over HTTPS. At first start the data directory receives the master key
+    /// (master.key, 0600), the database (cas.db), the TLS certificate clients pin
+    /// (tls-cert.pem), the audit public key (audit-public-key) and the operator token for
+    /// registering LAS platforms (operator.token, 0600).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// State directory (created with mode 0700 if missing).
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// DNS names or IP addresses for the TLS certificate generated at first start.
+    #[arg(long = "tls-name", value_name = "NAME")]
+    tls_names: Vec<String>,
+}
+
+/// How to reach a CAS: its URL and the certificate to pin (it is self-signed).
+#[derive(clap::Args, Clone)]
+pub struct CasConnection {
+    /// The CAS URL, e.g. https://cas:8443.
+    #[arg(long = "cas", value_name = "URL", env = "CIPHERLAKE_CAS")]
+    pub url: String,
+    /// The CAS certificate (PEM; the CAS writes it to DATA_DIR/tls-cert.pem), pinned by its
+    /// SHA-256 fingerprint.
+    #[arg(long = "cas-cert", value_name = "FILE", env = "CIPHERLAKE_CAS_CERT")]
+    pub cert: PathBuf,
+}
+
+impl CasConnection {
+    /// A client pinned to the certificate.
+    pub fn client(&self) -> anyhow::Result<CasClient> {
+        let pem = std::fs::read_to_string(&self.cert)
+            .with_context(|| format!("reading {}", self.cert.display()))?;
+        Ok(CasClient::new(&self.url, fingerprint_of_pem(&pem)?)?)
+    }
+}
+
+/// Runs `cipherlake cas`.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::new(&args.data_dir);
+    if !args.tls_names.is_empty() {
+        config.tls_names = args.tls_names;
+    }
+    let server = cipherlake_cas::server::start(config, args.listen).await?;
+    eprintln!(
+        "CAS serving on https://{} (certificate {}, audit key {})",
+        server.addr,
+        args.data_dir.join("tls-cert.pem").display(),
+        args.data_dir.join("audit-public-key").display()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    eprintln!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// `cipherlake policy apply FILE --cas URL --cas-cert FILE --key OWNER_KEY`: sign the policy
+/// with the owner key and apply it.
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    /// The policy's YAML file.
+    pub file: PathBuf,
+    /// The owner's private key file (as written by `cipherlake policy keygen`).
+    #[arg(long, value_name = "OWNER_KEY")]
+    pub key: PathBuf,
+    #[command(flatten)]
+    pub cas: CasConnection,
+}
+
+/// Runs `cipherlake policy apply`: prints the applied version's hash.
+pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let key_text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&args.key)
+            .with_context(|| format!("reading {}", args.key.display()))?,
+    );
+    let key = OwnerSigningKey::from_file_text(&key_text)?;
+    let signed = sign(&text, &key).with_context(|| format!("{}", args.file.display()))?;
+    let name = cipherlake_policy::Policy::parse(&text)?.name().to_string();
+    let info = args.cas.client()?.apply_policy(&name, &signed).await?;
+    println!("applied policy {:?} version {}", info.name, info.hash);
+    Ok(())
+}
