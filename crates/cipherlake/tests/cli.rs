@@ -4,6 +4,7 @@
 mod cli {
     pub mod ae;
     pub mod basics;
+    pub mod cas;
     pub mod evidence;
     pub mod parquet;
     pub mod support;

@@ -23,6 +23,20 @@ enum Command {
     /// (tls-cert.pem), the audit public key (audit-public-key) and the operator token for
     /// registering LAS platforms (operator.token, 0600).
     Serve(ServeArgs),
+    /// Register a LAS platform public key (as printed by `cipherlake las init-key`), so the CAS
+    /// accepts sim-mode reports signed by it. Needs the operator token from the data directory.
+    RegisterPlatform(RegisterPlatformArgs),
+}
+
+#[derive(clap::Args)]
+struct RegisterPlatformArgs {
+    #[command(flatten)]
+    cas: CasConnection,
+    /// The operator token file (DATA_DIR/operator.token).
+    #[arg(long, value_name = "FILE")]
+    token_file: PathBuf,
+    /// The LAS platform public key (64 hex characters).
+    public_key: String,
 }
 
 #[derive(clap::Args)]
@@ -63,7 +77,21 @@ impl CasConnection {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Serve(args) => serve(args).await,
+        Command::RegisterPlatform(args) => register_platform(args).await,
     }
+}
+
+async fn register_platform(args: RegisterPlatformArgs) -> anyhow::Result<()> {
+    let token = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&args.token_file)
+            .with_context(|| format!("reading {}", args.token_file.display()))?,
+    );
+    args.cas
+        .client()?
+        .register_platform(token.trim(), args.public_key.trim())
+        .await?;
+    println!("registered LAS platform {}", args.public_key.trim());
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
