@@ -124,7 +124,7 @@ fn apply_attest_and_verify_the_audit_log() {
     ));
     let policy_file: PathBuf = d.join("demo.yaml");
     std::fs::write(&policy_file, policy(&owner, &measurement, true)).unwrap();
-    ok(&[
+    let apply = [
         "policy",
         "apply",
         path(&policy_file),
@@ -134,7 +134,8 @@ fn apply_attest_and_verify_the_audit_log() {
         &url,
         "--cas-cert",
         path(&cert),
-    ]);
+    ];
+    ok(&apply);
 
     let attest = [
         "attest",
@@ -159,17 +160,7 @@ fn apply_attest_and_verify_the_audit_log() {
         &format!("predecessor: {}", hash.trim()),
     );
     std::fs::write(&policy_file, update).unwrap();
-    ok(&[
-        "policy",
-        "apply",
-        path(&policy_file),
-        "--key",
-        path(&owner_key),
-        "--cas",
-        &url,
-        "--cas-cert",
-        path(&cert),
-    ]);
+    ok(&apply);
     let refused = cipherlake(&attest);
     assert_eq!(refused.status.code(), Some(1));
     let reason = String::from_utf8_lossy(&refused.stderr);
