@@ -118,6 +118,9 @@ pub struct ReleasedConfig {
     pub args: Vec<Zeroizing<String>>,
     /// Files (absolute path → content).
     pub files: BTreeMap<String, Zeroizing<String>>,
+    /// What the job may print (`none`, `row-counts`, `full`): the service's `console` setting.
+    #[serde(default)]
+    pub console: String,
 }
 
 impl std::fmt::Debug for ReleasedConfig {
@@ -126,6 +129,7 @@ impl std::fmt::Debug for ReleasedConfig {
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("args", &self.args.len())
             .field("files", &self.files.keys().collect::<Vec<_>>())
+            .field("console", &self.console)
             .finish()
     }
 }
@@ -236,4 +240,58 @@ pub struct ErrorBody {
     /// Stale update: the predecessor the update named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub found: Option<String>,
+}
+
+/// `POST /v1/cas/evidence` request: the verifier's fresh nonce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CasEvidenceRequest {
+    /// 32 random bytes chosen by the verifier, hex.
+    pub nonce: String,
+}
+
+/// `POST /v1/cas/evidence` reply: the CAS's evidence binding the nonce and its TLS key
+/// ([`crate::cas_evidence::report_data`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CasEvidenceResponse {
+    /// The evidence.
+    pub evidence: EvidenceBody,
+}
+
+/// `POST /v1/policies/{name}/read` request: an owner's signed read of the full document
+/// ([`cipherlake_policy::read_message`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerReadRequest {
+    /// The owner key, `ed25519:HEX`.
+    pub owner: String,
+    /// A fresh nonce from `POST /v1/attest/nonce`, hex (single use).
+    pub nonce: String,
+    /// The ed25519 signature over the read message, hex (128 digits).
+    pub signature: String,
+}
+
+/// `POST /v1/policies/{name}/read` reply: the current version's document without any secret
+/// value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyDocument {
+    /// The public parts ([`PolicyInfo`]).
+    pub info: PolicyInfo,
+    /// The policy as JSON, every inline secret `value` removed.
+    pub document: serde_json::Value,
+    /// Each secret's kind, where its value comes from and, for key pairs and certificates,
+    /// the public part.
+    pub secrets: BTreeMap<String, SecretSummary>,
+}
+
+/// What an owner may see of a secret: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSummary {
+    /// The kind (`ascii`, `aes-256`, `rsa-2048`, `x509`, ...).
+    pub kind: String,
+    /// `inline`, `generated`, `imported` or `none` (no value yet).
+    pub source: String,
+    /// Key pairs: the public key, PEM; certificates: the certificate, PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_pem: Option<String>,
 }

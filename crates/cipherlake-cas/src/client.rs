@@ -14,13 +14,11 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use cipherlake_attest::attester::Attester;
 use cipherlake_policy::SignedPolicy;
 use rcgen::{CertificateParams, KeyPair};
 use reqwest::{Method, StatusCode};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -36,6 +34,7 @@ use crate::api::{
 use crate::audit::Export;
 use crate::binding::{NONCE_LEN, report_data};
 use crate::seal::HpkeKeyPair;
+use crate::server::tls::{ServerCertCheck, ServerCertPolicy};
 
 /// SHA-256 of a certificate's DER: the pin of the CAS certificate.
 pub fn fingerprint(cert_der: &[u8]) -> [u8; 32] {
@@ -69,51 +68,21 @@ fn pem_ders(pem: &str) -> impl Iterator<Item = Result<Vec<u8>, CasError>> + '_ {
         })
 }
 
-/// Accepts exactly the pinned server certificate.
+/// Accepts exactly the pinned server certificate (constant-time comparison).
 #[derive(Debug)]
 struct PinnedCert {
     pin: [u8; 32],
-    algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for PinnedCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+impl ServerCertPolicy for PinnedCert {
+    fn accept(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         if bool::from(fingerprint(end_entity).ct_eq(&self.pin)) {
-            Ok(ServerCertVerified::assertion())
+            Ok(())
         } else {
             Err(rustls::Error::General(
                 "the CAS certificate does not match the pinned fingerprint".into(),
             ))
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }
 
@@ -196,9 +165,21 @@ impl std::fmt::Debug for Attested {
 
 /// Evidence from the LAS at `socket` for `report_data` (simulation mode).
 pub async fn las_evidence(socket: &Path, report_data: [u8; 64]) -> Result<EvidenceBody, CasError> {
-    let evidence = cipherlake_attest::las::request_report(socket, &report_data)
+    let attester = Attester::Sim {
+        socket: socket.to_path_buf(),
+    };
+    attester_evidence(&attester, report_data).await
+}
+
+/// Evidence from `attester` (configfs-tsm, Gramine or the LAS) for `report_data`.
+pub async fn attester_evidence(
+    attester: &Attester,
+    report_data: [u8; 64],
+) -> Result<EvidenceBody, CasError> {
+    let evidence = attester
+        .attest(&report_data)
         .await
-        .map_err(|e| CasError::Http(format!("LAS: {e}")))?;
+        .map_err(|e| CasError::Http(format!("collecting evidence: {e}")))?;
     Ok(EvidenceBody {
         tee: evidence.tee.as_str().to_string(),
         bytes: BASE64.encode(&evidence.bytes),
@@ -227,10 +208,7 @@ impl CasClient {
         identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     ) -> Result<Self, CasError> {
         let provider = crate::server::tls::provider();
-        let verifier = Arc::new(PinnedCert {
-            pin,
-            algorithms: provider.signature_verification_algorithms,
-        });
+        let verifier = Arc::new(ServerCertCheck::new(PinnedCert { pin }));
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| CasError::Crypto(format!("TLS configuration: {e}")))?
@@ -278,16 +256,7 @@ impl CasClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| CasError::Http(format!("{path}: {e}")))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| CasError::Http(format!("{path}: {e}")))?;
-        Ok((status, bytes.to_vec()))
+        exchange(request, path).await
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -304,21 +273,8 @@ impl CasClient {
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| CasError::Http(format!("{path}: {e}")))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| CasError::Http(format!("{path}: {e}")))?;
-        if status.is_success() {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| CasError::Http(format!("{path}: unexpected reply: {e}")))
-        } else {
-            Err(error_from_reply(status, &bytes))
-        }
+        let (status, bytes) = exchange(request, path).await?;
+        json_reply(path, status, &bytes)
     }
 
     /// Service health.
@@ -350,6 +306,29 @@ impl CasClient {
     pub async fn policy(&self, name: &str) -> Result<PolicyInfo, CasError> {
         self.call::<(), _>(Method::GET, &format!("/v1/policies/{name}"), None, None)
             .await
+    }
+
+    /// The full document of a policy, as its owner (`POST /v1/policies/{name}/read`, signed
+    /// over a fresh CAS nonce). Never contains secret values.
+    pub async fn policy_document(
+        &self,
+        name: &str,
+        owner: &cipherlake_policy::OwnerSigningKey,
+    ) -> Result<crate::api::PolicyDocument, CasError> {
+        let nonce = self.nonce().await?;
+        let signature = cipherlake_policy::sign_read(owner, name, &decode_nonce(&nonce.nonce)?);
+        let body = crate::api::OwnerReadRequest {
+            owner: owner.public_key().to_string(),
+            nonce: nonce.nonce,
+            signature: hex::encode(signature),
+        };
+        self.call(
+            Method::POST,
+            &format!("/v1/policies/{name}/read"),
+            Some(&body),
+            None,
+        )
+        .await
     }
 
     /// Registers a LAS platform key with the operator token.
@@ -476,6 +455,37 @@ impl CasClient {
     pub async fn audit(&self) -> Result<Export, CasError> {
         self.call::<(), _>(Method::GET, "/v1/audit", None, None)
             .await
+    }
+}
+
+/// Sends `request` (to `path`, named in errors); returns the status and the body.
+pub(crate) async fn exchange(
+    request: reqwest::RequestBuilder,
+    path: &str,
+) -> Result<(StatusCode, Vec<u8>), CasError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| CasError::Http(format!("{path}: {e}")))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| CasError::Http(format!("{path}: {e}")))?;
+    Ok((status, bytes.to_vec()))
+}
+
+/// The JSON body of a successful reply, or the CAS's error.
+pub(crate) fn json_reply<T: DeserializeOwned>(
+    path: &str,
+    status: StatusCode,
+    bytes: &[u8],
+) -> Result<T, CasError> {
+    if status.is_success() {
+        serde_json::from_slice(bytes)
+            .map_err(|e| CasError::Http(format!("{path}: unexpected reply: {e}")))
+    } else {
+        Err(error_from_reply(status, bytes))
     }
 }
 

@@ -45,6 +45,10 @@ pub enum CasError {
     /// An internal cryptographic operation failed (never carries key material).
     #[error("internal cryptographic error: {0}")]
     Crypto(String),
+    /// The CAS cannot do this in its configuration (e.g. it has no attester for its own
+    /// evidence).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A call to the CAS failed (client side).
     #[error("CAS request failed: {0}")]
     Http(String),
@@ -67,6 +71,7 @@ impl CasError {
             CasError::NotFound(_) => "not-found",
             CasError::Stale { .. } => "stale-predecessor",
             CasError::Conflict(_) => "conflict",
+            CasError::Unavailable(_) => "unavailable",
             CasError::Store(_) | CasError::Io { .. } | CasError::Crypto(_) => "internal",
             CasError::Http(_) => "http",
         }

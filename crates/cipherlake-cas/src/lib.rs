@@ -14,6 +14,8 @@
 //!   released configuration to the attested workload key; [`kms`]: wrap/unwrap (Parquet
 //!   `InMemoryKMS` format), RSA-OAEP decrypt and RSA sign with keys that never leave the CAS.
 //! * [`audit`]: the hash-chained, signed audit log and [`audit::verify_log`].
+//! * [`cas_evidence`]: the CAS's own evidence, binding its TLS key, and how a custodian checks
+//!   it before trusting the CAS (`cipherlake cas verify`).
 //! * [`client`]: the HTTPS client (pinned CAS certificate, mTLS workload identity).
 //! * [`api`]: the JSON bodies shared by server and client.
 
@@ -22,8 +24,10 @@ pub mod at_rest;
 pub mod audit;
 pub mod binding;
 pub mod ca;
+pub mod cas_evidence;
 pub mod client;
 pub mod error;
+pub mod evidence;
 pub mod kms;
 pub mod material;
 pub mod seal;

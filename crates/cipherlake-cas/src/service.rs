@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use cipherlake_attest::{Collateral, Evidence, Tee, Verifier, VerifyOptions, sim, verify_binding};
+use cipherlake_attest::{Evidence, Verifier, VerifyOptions, sim, verify_binding};
 use cipherlake_policy::{
-    Policy, Request, SecretKind, SecretValue, SignedPolicy, UpdateError, check_import, evaluate,
-    render, verify_update,
+    Keyword, Policy, Request, SecretKind, SecretValue, SignedPolicy, UpdateError, check_import,
+    evaluate, render, verify_update,
 };
 use rusqlite::Transaction;
 use serde_json::{Map, Value, json};
@@ -23,8 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::CasError;
 use crate::api::{
-    AttestRequest, AttestResponse, CollateralBody, NonceResponse, PlatformResponse, PolicyInfo,
-    ReleasedConfig,
+    AttestRequest, AttestResponse, NonceResponse, PlatformResponse, PolicyInfo, ReleasedConfig,
 };
 use crate::at_rest::{FileMasterKey, MasterKeyProvider, Sealer, random};
 use crate::audit::{AuditLog, Export};
@@ -33,6 +32,8 @@ use crate::ca::{self, VerifiedCsr};
 use crate::kms;
 use crate::material;
 use crate::store::{self, Store, StoredPolicy};
+
+mod owner_read;
 
 /// Configuration of a CAS instance.
 #[derive(Clone)]
@@ -47,6 +48,8 @@ pub struct Config {
     pub tls_names: Vec<String>,
     /// Where the master key lives; `None` = `DATA_DIR/master.key` (mode 0600).
     pub master_key: Option<Arc<dyn MasterKeyProvider>>,
+    /// Where the CAS gets its own evidence (`POST /v1/cas/evidence`); `None` = it has none.
+    pub attester: Option<cipherlake_attest::attester::Attester>,
 }
 
 impl Config {
@@ -58,6 +61,7 @@ impl Config {
             cert_ttl: Duration::from_secs(3600),
             tls_names: vec!["localhost".into(), "127.0.0.1".into()],
             master_key: None,
+            attester: None,
         }
     }
 }
@@ -523,6 +527,12 @@ impl Cas {
                     .iter()
                     .map(|(k, v)| (k.clone(), Zeroizing::new(v.expose().to_string())))
                     .collect(),
+                console: policy
+                    .service(service)
+                    .and_then(|s| s.console.known())
+                    .unwrap_or_default()
+                    .as_str()
+                    .to_string(),
             };
             let plaintext = Zeroizing::new(
                 serde_json::to_vec(&config)
@@ -705,18 +715,7 @@ impl Decoded {
         let mut nonce = [0u8; NONCE_LEN];
         hex::decode_to_slice(req.nonce.trim(), &mut nonce)
             .map_err(|_| bad("nonce: expected 64 hex digits".into()))?;
-        let tee: Tee = req
-            .evidence
-            .tee
-            .parse()
-            .map_err(|e: String| bad(format!("evidence.tee: {e}")))?;
-        let bytes = BASE64
-            .decode(req.evidence.bytes.trim())
-            .map_err(|_| bad("evidence.bytes: not base64".into()))?;
-        let mut evidence = Evidence::new(tee, bytes);
-        if let Some(collateral) = &req.evidence.collateral {
-            evidence = evidence.with_collateral(parse_collateral(collateral)?);
-        }
+        let evidence = crate::evidence::decode(&req.evidence)?;
         let csr = VerifiedCsr::from_pem(&req.csr)?;
         let hpke_public_key = BASE64
             .decode(req.hpke_public_key.trim())
@@ -744,31 +743,6 @@ impl Decoded {
             hpke_public_key,
             job_hash,
         })
-    }
-}
-
-fn parse_collateral(body: &CollateralBody) -> Result<Collateral, CasError> {
-    let bad = |m: String| CasError::BadRequest(m);
-    match body {
-        CollateralBody::Dcap { json } => {
-            let json = BASE64
-                .decode(json.trim())
-                .map_err(|_| bad("collateral.dcap.json: not base64".into()))?;
-            cipherlake_attest::dcap::DcapCollateral::from_json(&json)
-                .map(|c| Collateral::Dcap(Arc::new(c)))
-                .map_err(|e| bad(format!("collateral.dcap: {e}")))
-        }
-        CollateralBody::Snp { vek, chain_pem } => {
-            let vek = BASE64
-                .decode(vek.trim())
-                .map_err(|_| bad("collateral.snp.vek: not base64".into()))?;
-            cipherlake_attest::snp::SnpCollateral::new(
-                &vek,
-                chain_pem.as_deref().map(str::as_bytes),
-            )
-            .map(|c| Collateral::Snp(Arc::new(c)))
-            .map_err(|e| bad(format!("collateral.snp: {e}")))
-        }
     }
 }
 

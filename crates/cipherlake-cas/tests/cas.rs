@@ -8,10 +8,16 @@ mod common;
 mod attestation;
 #[path = "cas/audit_log.rs"]
 mod audit_log;
+#[path = "cas/cas_verify.rs"]
+mod cas_verify;
 #[path = "cas/happy.rs"]
 mod happy;
 #[path = "cas/kms.rs"]
 mod kms;
+#[path = "cas/operations.rs"]
+mod operations;
+#[path = "cas/owner_read.rs"]
+mod owner_read;
 #[path = "cas/policies.rs"]
 mod policies;
 #[path = "cas/restart.rs"]

@@ -6,7 +6,8 @@
 //! * [`Policy::hash`] identifies a version: SHA-256 of a canonical JSON form ([`hash`]),
 //!   independent of formatting, key order and comments.
 //! * [`sign`] and [`verify_update`] implement owner-signed versions with a predecessor chain
-//!   ([`SignedPolicy`], [`UpdateError`]); [`OwnerSigningKey`] generates and stores owner keys.
+//!   ([`SignedPolicy`], [`UpdateError`]); [`OwnerSigningKey`] generates and stores owner keys;
+//!   [`sign_read`] and [`verify_read`] authenticate an owner's read of the full document.
 //! * [`evaluate`] checks attested [`cipherlake_attest::Claims`] and a [`Request`] against a
 //!   service and returns a [`Decision`] with every failing [`Reason`].
 //! * [`render`] substitutes secret values into a service's `env`, `args` and `files`
@@ -22,6 +23,7 @@ pub mod keys;
 pub mod keyword;
 pub mod model;
 mod names;
+pub mod owner_read;
 pub mod parse;
 pub mod path;
 pub mod policy;
@@ -37,6 +39,7 @@ pub use import::{ImportError, check_import};
 pub use keys::{KeyError, OwnerSigningKey, PublicKey};
 pub use keyword::{Console, Keyword, Named, SecretKind, Tolerance};
 pub use model::{Attestation, Export, Import, PolicySpec, SecretSpec, SecretText, Service};
+pub use owner_read::{ReadError, read_message, sign_read, verify_read};
 pub use parse::ParseError;
 pub use path::{FieldPath, Location, Segment};
 pub use policy::{Policy, PolicyError};

@@ -1,11 +1,13 @@
 //! The HTTPS server: axum routes ([`routes`]) over rustls (ring) with optional client
-//! certificates ([`tls`]).
+//! certificates ([`tls`]), Prometheus metrics ([`metrics`]) and graceful shutdown.
 
+pub mod metrics;
 pub mod routes;
 pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -26,8 +28,13 @@ pub struct ServerHandle {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// How long [`ServerHandle::shutdown`] lets in-flight requests finish before closing their
+/// connections.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl ServerHandle {
-    /// Stops accepting, closes open connections and waits for the server task.
+    /// Stops accepting (the port is closed at once), lets in-flight requests finish (at most
+    /// [`DRAIN_TIMEOUT`]; idle connections close immediately), then returns.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
@@ -42,6 +49,7 @@ impl ServerHandle {
 
 /// Opens the CAS with `config` and serves HTTPS on `listen` (port 0 picks one).
 pub async fn start(config: Config, listen: SocketAddr) -> Result<ServerHandle, CasError> {
+    let attester = config.attester.clone().map(Arc::new);
     let cas = Arc::new(
         tokio::task::spawn_blocking(move || Cas::open(config))
             .await
@@ -57,7 +65,11 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<ServerHandle, C
     let (shutdown, mut stop) = watch::channel(false);
     let tls_cert_der = cas.tls_cert_der().to_vec();
     let audit_public_key = cas.audit_public_key();
-    let router = routes::router(Arc::clone(&cas));
+    let router = routes::router(routes::AppState {
+        cas,
+        metrics: Arc::default(),
+        attester,
+    });
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let task = tokio::spawn(async move {
         let mut connections = JoinSet::new();
@@ -66,17 +78,34 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<ServerHandle, C
                 _ = stop.changed() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let acceptor = acceptor.clone();
-                        let router = router.clone();
-                        connections.spawn(tls::serve_connection(acceptor, stream, peer, router));
+                        connections.spawn(tls::serve_connection(
+                            acceptor.clone(),
+                            stream,
+                            peer,
+                            router.clone(),
+                            stop.clone(),
+                        ));
                     }
                     Err(e) => tracing::warn!(error = %e, "accept failed"),
                 },
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
-        connections.abort_all();
-        while connections.join_next().await.is_some() {}
+        drop(listener);
+        let open = connections.len();
+        tracing::info!(connections = open, "CAS stopped accepting; draining");
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                connections = connections.len(),
+                "requests still running after the drain timeout; closing their connections"
+            );
+            connections.abort_all();
+            while connections.join_next().await.is_some() {}
+        }
     });
     tracing::info!(%addr, "CAS serving");
     Ok(ServerHandle {

@@ -5,33 +5,62 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use cipherlake_attest::attester::Attester;
 use cipherlake_policy::SignedPolicy;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
+use super::metrics::{Metrics, track};
 use super::tls::PeerCertificate;
 use crate::CasError;
 use crate::api::{
     AttestRequest, BytesResponse, ErrorBody, PlatformRequest, RsaDecryptRequest, RsaSignRequest,
     UnwrapRequest, UnwrapResponse, WrapRequest, WrapResponse,
 };
+use crate::cas_evidence;
 use crate::kms::Operation;
 use crate::service::Cas;
 
 type Shared = Arc<Cas>;
 
-/// The router of every endpoint.
-pub fn router(cas: Shared) -> Router {
+/// What the handlers share: the CAS, its metrics and its attester.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The CAS operations.
+    pub cas: Shared,
+    /// The Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The attester for the CAS's own evidence, if it has one.
+    pub attester: Option<Arc<Attester>>,
+}
+
+impl FromRef<AppState> for Shared {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.cas)
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.metrics)
+    }
+}
+
+/// The router of every endpoint, each request timed and logged ([`track`]).
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .route("/v1/policies/{name}", put(put_policy).get(get_policy))
+        .route("/v1/policies/{name}/read", post(owner_read))
+        .route("/v1/cas/evidence", post(cas_evidence))
         .route("/v1/attest/nonce", post(nonce))
         .route("/v1/attest", post(attest))
         .route("/v1/platforms", post(register_platform))
@@ -40,7 +69,11 @@ pub fn router(cas: Shared) -> Router {
         .route("/v1/kms/rsa-decrypt", post(kms_rsa_decrypt))
         .route("/v1/kms/rsa-sign", post(kms_rsa_sign))
         .route("/v1/audit", get(audit))
-        .with_state(cas)
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            track,
+        ))
+        .with_state(state)
 }
 
 impl IntoResponse for CasError {
@@ -54,6 +87,7 @@ impl IntoResponse for CasError {
             CasError::Store(_) | CasError::Io { .. } | CasError::Crypto(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            CasError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             CasError::Http(_) => StatusCode::BAD_GATEWAY,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -109,13 +143,68 @@ async fn get_policy(
     Ok(Json(blocking(move || cas.policy_info(&name)).await?))
 }
 
+async fn cas_evidence(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<impl IntoResponse, CasError> {
+    let request: crate::api::CasEvidenceRequest = parse(&body)?;
+    let attester = state.attester.ok_or_else(|| {
+        CasError::Unavailable(
+            "this CAS has no attester, so it cannot prove what it runs; start it in a TEE or with --las-socket (simulation)".into(),
+        )
+    })?;
+    let reply = cas_evidence::evidence(&attester, &request, state.cas.tls_cert_der()).await?;
+    Ok(Json(reply))
+}
+
+async fn owner_read(
+    State(cas): State<Shared>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, CasError> {
+    let request: crate::api::OwnerReadRequest = parse(&body)?;
+    Ok(Json(
+        blocking(move || cas.owner_read(&name, &request)).await?,
+    ))
+}
+
 async fn nonce(State(cas): State<Shared>) -> Result<impl IntoResponse, CasError> {
     Ok(Json(blocking(move || cas.nonce()).await?))
 }
 
-async fn attest(State(cas): State<Shared>, body: Bytes) -> Result<impl IntoResponse, CasError> {
-    let request: AttestRequest = parse(&body)?;
-    Ok(Json(blocking(move || cas.attest(&request)).await?))
+async fn metrics(State(metrics): State<Arc<Metrics>>) -> Result<impl IntoResponse, CasError> {
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode()?,
+    ))
+}
+
+async fn attest(
+    State(cas): State<Shared>,
+    State(metrics): State<Arc<Metrics>>,
+    body: Bytes,
+) -> Result<impl IntoResponse, CasError> {
+    let request = parse::<AttestRequest>(&body);
+    let (policy, service) = request
+        .as_ref()
+        .map(|r| (r.policy.clone(), r.service.clone()))
+        .unwrap_or_default();
+    let result = match request {
+        Ok(request) => blocking(move || cas.attest(&request)).await,
+        Err(e) => Err(e),
+    };
+    let categories = metrics.record_attestation(&result);
+    tracing::info!(
+        policy = ?policy,
+        service = ?service,
+        decision = if result.is_ok() { "allowed" } else { "denied" },
+        reasons = ?categories,
+        "attestation"
+    );
+    Ok(Json(result?))
 }
 
 async fn register_platform(
@@ -136,18 +225,33 @@ async fn register_platform(
     Ok(Json(response))
 }
 
+/// Runs a KMS call for the client certificate's workload; counts and logs its outcome (the
+/// workload identity, operation and key id; never key material).
 async fn kms_call(
-    cas: Shared,
+    state: AppState,
     peer: PeerCertificate,
     op: Operation,
     key_id: String,
     input: Zeroizing<Vec<u8>>,
 ) -> Result<Zeroizing<Vec<u8>>, CasError> {
-    blocking(move || {
-        let caller = cas.authenticate(peer.0.as_deref())?;
-        cas.kms(&caller, op, &key_id, &input)
+    let cas = state.cas;
+    let (result, caller) = blocking(move || {
+        let caller = match cas.authenticate(peer.0.as_deref()) {
+            Ok(caller) => caller,
+            Err(e) => return Ok((Err(e), None)),
+        };
+        Ok((cas.kms(&caller, op, &key_id, &input), Some(caller)))
     })
-    .await
+    .await?;
+    let outcome = state.metrics.record_kms(op, &result);
+    tracing::info!(
+        policy = ?caller.as_ref().map_or("", |c| c.policy.as_str()),
+        service = ?caller.as_ref().map_or("", |c| c.service.as_str()),
+        operation = op.as_str(),
+        decision = outcome,
+        "kms"
+    );
+    result
 }
 
 fn base64_field(name: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, CasError> {
@@ -158,52 +262,52 @@ fn base64_field(name: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, CasError> 
 }
 
 async fn kms_wrap(
-    State(cas): State<Shared>,
+    State(state): State<AppState>,
     Extension(peer): Extension<PeerCertificate>,
     body: Bytes,
 ) -> Result<impl IntoResponse, CasError> {
     let request: WrapRequest = parse(&body)?;
     let key = base64_field("key", &request.key)?;
-    let out = kms_call(cas, peer, Operation::Wrap, request.key_id, key).await?;
+    let out = kms_call(state, peer, Operation::Wrap, request.key_id, key).await?;
     let wrapped = String::from_utf8(out.to_vec())
         .map_err(|_| CasError::Crypto("wrapped key is not UTF-8".into()))?;
     Ok(Json(WrapResponse { wrapped }))
 }
 
 async fn kms_unwrap(
-    State(cas): State<Shared>,
+    State(state): State<AppState>,
     Extension(peer): Extension<PeerCertificate>,
     body: Bytes,
 ) -> Result<impl IntoResponse, CasError> {
     let request: UnwrapRequest = parse(&body)?;
     let input = Zeroizing::new(request.wrapped.into_bytes());
-    let out = kms_call(cas, peer, Operation::Unwrap, request.key_id, input).await?;
+    let out = kms_call(state, peer, Operation::Unwrap, request.key_id, input).await?;
     Ok(Json(UnwrapResponse {
         key: Zeroizing::new(BASE64.encode(&*out)),
     }))
 }
 
 async fn kms_rsa_decrypt(
-    State(cas): State<Shared>,
+    State(state): State<AppState>,
     Extension(peer): Extension<PeerCertificate>,
     body: Bytes,
 ) -> Result<impl IntoResponse, CasError> {
     let request: RsaDecryptRequest = parse(&body)?;
     let input = base64_field("ciphertext", &request.ciphertext)?;
-    let out = kms_call(cas, peer, Operation::RsaDecrypt, request.key_id, input).await?;
+    let out = kms_call(state, peer, Operation::RsaDecrypt, request.key_id, input).await?;
     Ok(Json(BytesResponse {
         value: Zeroizing::new(BASE64.encode(&*out)),
     }))
 }
 
 async fn kms_rsa_sign(
-    State(cas): State<Shared>,
+    State(state): State<AppState>,
     Extension(peer): Extension<PeerCertificate>,
     body: Bytes,
 ) -> Result<impl IntoResponse, CasError> {
     let request: RsaSignRequest = parse(&body)?;
     let input = base64_field("message", &request.message)?;
-    let out = kms_call(cas, peer, Operation::RsaSign, request.key_id, input).await?;
+    let out = kms_call(state, peer, Operation::RsaSign, request.key_id, input).await?;
     Ok(Json(BytesResponse {
         value: Zeroizing::new(BASE64.encode(&*out)),
     }))

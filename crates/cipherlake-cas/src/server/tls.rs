@@ -1,5 +1,6 @@
 //! TLS for the CAS: rustls with the ring provider, the CAS's self-generated certificate, and
-//! optional client certificates.
+//! optional client certificates; on the client side, [`ServerCertCheck`] (pinning or recording
+//! the CAS certificate).
 //!
 //! The client-certificate verifier accepts any certificate *syntactically* during the
 //! handshake (and verifies the handshake signature, proving possession of its key); whether
@@ -14,11 +15,12 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::TokioIo;
 use rustls::DigitallySignedStruct;
-use rustls::client::danger::HandshakeSignatureValid;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DistinguishedName, ServerConfig, SignatureScheme};
+use tokio::sync::watch;
 use tower::ServiceExt as _;
 
 use crate::CasError;
@@ -87,6 +89,74 @@ impl ClientCertVerifier for OptionalClientCert {
     }
 }
 
+/// Decides, on the client side, whether the server's certificate is acceptable (the CAS is
+/// self-signed: clients pin it, or record it to check it against evidence).
+pub trait ServerCertPolicy: std::fmt::Debug + Send + Sync {
+    /// Accepts or refuses the end-entity certificate the server presented.
+    fn accept(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error>;
+}
+
+impl<T: ServerCertPolicy + ?Sized> ServerCertPolicy for Arc<T> {
+    fn accept(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        (**self).accept(end_entity)
+    }
+}
+
+/// A client-side certificate verifier: `policy` decides about the certificate; the handshake
+/// signature is verified as usual (so the server holds the certificate's key).
+#[derive(Debug)]
+pub struct ServerCertCheck<P> {
+    policy: P,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl<P: ServerCertPolicy> ServerCertCheck<P> {
+    /// A verifier applying `policy`, with the ring provider's signature algorithms.
+    pub fn new(policy: P) -> Self {
+        ServerCertCheck {
+            policy,
+            algorithms: provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl<P: ServerCertPolicy> ServerCertVerifier for ServerCertCheck<P> {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.policy
+            .accept(end_entity)
+            .map(|()| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
 /// The server's TLS configuration.
 pub fn server_config(cert_der: &[u8], key_pkcs8: &[u8]) -> Result<Arc<ServerConfig>, CasError> {
     let provider = provider();
@@ -106,24 +176,35 @@ pub fn server_config(cert_der: &[u8], key_pkcs8: &[u8]) -> Result<Arc<ServerConf
     Ok(Arc::new(config))
 }
 
+/// Resolves once the server stops (or its handle is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
 /// Serves one connection: TLS handshake, then HTTP/1.1 with the peer certificate attached to
-/// every request.
+/// every request. When `stop` turns true the connection shuts down gracefully: a request in
+/// flight completes, then the connection closes (an idle one closes at once).
 pub async fn serve_connection(
     acceptor: tokio_rustls::TlsAcceptor,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     router: Router,
+    mut stop: watch::Receiver<bool>,
 ) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+    let tls = tokio::select! {
+        result = handshake => match result {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        () = stopped(&mut stop) => return,
     };
     let leaf = tls
         .get_ref()
@@ -136,10 +217,17 @@ pub async fn serve_connection(
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             router.clone().oneshot(request)
         });
-    if let Err(e) = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(tls), service)
-        .await
-    {
+    let connection =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopped(&mut stop) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
