@@ -16,8 +16,8 @@ mod temporal;
 pub mod types;
 
 pub use cek::{
-    CekError, EncryptedCek, decrypt_cek, encrypt_cek, private_key_from_pem,
-    public_key_from_certificate_pem, sign_cmk_metadata, verify_cmk_metadata,
+    CekError, EncryptedCek, decrypt_cek, encrypt_cek, encrypt_cek_unsigned, private_key_from_pem,
+    public_key_from_certificate_pem, public_key_from_pem, sign_cmk_metadata, verify_cmk_metadata,
 };
 pub use cell::{CellError, CellKey, EncryptionType};
 pub use rsa::{PrivateKey as RsaPrivateKey, PublicKey as RsaPublicKey};

@@ -123,6 +123,11 @@ impl EncryptedCek {
         })
     }
 
+    /// The signed bytes: version, lengths, key path and ciphertext exactly as stored.
+    pub fn signed_bytes(&self) -> &[u8] {
+        &self.signed
+    }
+
     /// The encoded value.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = self.signed.clone();
@@ -178,6 +183,22 @@ pub fn encrypt_cek(
     if cmk_private.as_public_key() != cmk_public {
         return Err(CekError::KeyPairMismatch);
     }
+    let mut out = encrypt_cek_unsigned(cek, key_path, cmk_public)?;
+    let signature =
+        rsa_private::pkcs1v15_sha256_sign(cmk_private, &out).map_err(|_| CekError::RsaFailed)?;
+    out.extend_from_slice(&signature);
+    Ok(out)
+}
+
+/// The signed part of an encrypted CEK value (version, lengths, lower-cased key path,
+/// RSA-OAEP-SHA1 ciphertext of `cek`), for column master keys held where only a signing
+/// operation is available (a KMS): append the RSASSA-PKCS1-v1_5 SHA-256 signature of these
+/// bytes to get the value.
+pub fn encrypt_cek_unsigned(
+    cek: &[u8],
+    key_path: &str,
+    cmk_public: &PublicKey,
+) -> Result<Vec<u8>, CekError> {
     let path = utf16le(&key_path.to_lowercase());
     let ciphertext = cmk_public
         .oaep_encrypt::<sha1::Sha1>(cek)
@@ -191,9 +212,6 @@ pub fn encrypt_cek(
     out.extend_from_slice(&ct_len.to_le_bytes());
     out.extend_from_slice(&path);
     out.extend_from_slice(&ciphertext);
-    let signature =
-        rsa_private::pkcs1v15_sha256_sign(cmk_private, &out).map_err(|_| CekError::RsaFailed)?;
-    out.extend_from_slice(&signature);
     Ok(out)
 }
 
@@ -244,6 +262,17 @@ pub fn public_key_from_certificate_pem(pem: &str) -> Result<PublicKey, CekError>
         .to_der()
         .map_err(|e| CekError::InvalidKey(e.to_string()))?;
     PublicKey::from_public_key_der(&spki).map_err(|e| CekError::InvalidKey(e.to_string()))
+}
+
+/// An RSA public key from PEM (`-----BEGIN PUBLIC KEY-----`, SubjectPublicKeyInfo) or from an
+/// X.509 certificate PEM.
+pub fn public_key_from_pem(pem: &str) -> Result<PublicKey, CekError> {
+    let pem = pem.trim();
+    if pem.starts_with("-----BEGIN CERTIFICATE-----") {
+        public_key_from_certificate_pem(pem)
+    } else {
+        PublicKey::from_public_key_pem(pem).map_err(|e| CekError::InvalidKey(e.to_string()))
+    }
 }
 
 /// An RSA private key from PEM: PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`).

@@ -1,9 +1,26 @@
-//! `cipherlake ae`: SQL Server Always Encrypted tools.
+//! `cipherlake ae`: SQL Server Always Encrypted tools: cells, and the custodian's keys and
+//! encrypted columns in PostgreSQL and SQLite databases.
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use cipherlake_crypto::always_encrypted::{
     CellKey, EncryptionType, SqlType, SqlValue, Zeroizing, denormalize, encrypt_value,
+    public_key_from_pem,
 };
+use cipherlake_engine::sqldb::catalog;
+use cipherlake_engine::sqldb::conn::Conn;
+use cipherlake_engine::sqldb::custodian::{
+    ColumnRequest, Progress, create_cek, create_cmk, decrypt_columns, describe_catalog,
+    encrypt_columns,
+};
+use cipherlake_engine::sqldb::keystore::{CAS_PROVIDER, LOCAL_PROVIDER};
+use cipherlake_engine::sqldb::sample::create_contoso;
+use cipherlake_engine::sqldb::url::UrlArg;
+use cipherlake_engine::sqldb::{CasKeyStore, DbUrl, KeyStores};
+
+use super::workload::{WorkloadArgs, cas_client};
 
 /// SQL Server Always Encrypted: cells, keys and encrypted columns.
 #[derive(clap::Args, Debug)]
@@ -17,6 +34,201 @@ enum Command {
     /// Encrypt or decrypt a single cell (a debugging aid).
     #[command(subcommand)]
     Cell(CellCommand),
+    /// Record a column master key in the database's key catalog (creating the catalog), with
+    /// its metadata signed by the key. The key stays where it is: a local PEM file or the CAS.
+    CreateCmk {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The key's name in the catalog.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// FILE.pem (an RSA private key, PKCS#8 or PKCS#1) or cas:KEYID (an RSA key pair
+        /// secret held by the CAS; needs --cas and an attested identity).
+        #[arg(long, value_name = "FILE.pem|cas:KEYID")]
+        key_path: String,
+        #[command(flatten)]
+        keys: KeyStoreArgs,
+    },
+    /// Generate a column encryption key, wrap it with the column master key (RSA-OAEP-SHA1),
+    /// sign it and record the value in the catalog. The key itself is never shown.
+    CreateCek {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The key's name in the catalog.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The column master key that wraps it.
+        #[arg(long, value_name = "NAME")]
+        cmk: String,
+        #[command(flatten)]
+        keys: KeyStoreArgs,
+    },
+    /// Encrypt existing plaintext columns of a table in place, in batches, each its own
+    /// transaction; the encrypted column replaces the plaintext one in a final transaction.
+    /// Interrupted, the same command resumes where it stopped.
+    EncryptColumns {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The table.
+        #[arg(long, value_name = "TABLE")]
+        table: String,
+        /// NAME:deterministic|randomized[:SQLTYPE], comma-separated, e.g.
+        /// SSN:deterministic:char(11),Salary:randomized:money. Without SQLTYPE it follows the
+        /// column's database type.
+        #[arg(long, value_name = "COLUMNS", value_delimiter = ',', required = true)]
+        columns: Vec<ColumnRequest>,
+        /// The column encryption key.
+        #[arg(long, value_name = "NAME")]
+        cek: String,
+        #[command(flatten)]
+        batches: BatchArgs,
+        #[command(flatten)]
+        keys: KeyStoreArgs,
+    },
+    /// Decrypt encrypted columns of a table back into plaintext columns in place (resumable,
+    /// like encrypt-columns).
+    DecryptColumns {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The table.
+        #[arg(long, value_name = "TABLE")]
+        table: String,
+        /// Column names, comma-separated.
+        #[arg(long, value_name = "COLUMNS", value_delimiter = ',', required = true)]
+        columns: Vec<String>,
+        #[command(flatten)]
+        batches: BatchArgs,
+        #[command(flatten)]
+        keys: KeyStoreArgs,
+    },
+    /// List the key catalog: column master keys, column encryption keys and encrypted
+    /// columns (never key bytes).
+    Show {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Create sample data.
+    #[command(subcommand)]
+    Sample(SampleCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum SampleCommand {
+    /// A ContosoHR-like Employees table: SSN char(11) encrypted deterministically, Salary
+    /// money encrypted randomized, under CEK --cek (created with a CMK from --key-path when
+    /// missing).
+    Contoso {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Number of employees.
+        #[arg(long, default_value_t = 1000)]
+        rows: usize,
+        /// The column encryption key to use.
+        #[arg(long, value_name = "NAME", default_value = "ContosoCEK")]
+        cek: String,
+        /// Column master key for a new CEK: FILE.pem or cas:KEYID (recorded as ContosoCMK).
+        #[arg(long, value_name = "FILE.pem|cas:KEYID")]
+        key_path: Option<String>,
+        #[command(flatten)]
+        keys: KeyStoreArgs,
+    },
+}
+
+/// The database a custodian command works on.
+#[derive(clap::Args, Debug)]
+struct DbArgs {
+    /// The database: postgres://USER:PASSWORD@HOST:PORT/DB or sqlite:PATH. Prefer the
+    /// environment variable: a password on a command line is visible to other users.
+    #[arg(
+        long = "db",
+        value_name = "URL",
+        env = "CIPHERLAKE_DB",
+        hide_env_values = true
+    )]
+    url: UrlArg,
+}
+
+impl DbArgs {
+    /// The URL, parsed here rather than by clap so that errors never echo a password.
+    fn url(&self) -> anyhow::Result<DbUrl> {
+        Ok(self.url.0.parse()?)
+    }
+
+    async fn open(&self) -> anyhow::Result<Conn> {
+        Ok(Conn::open(&self.url()?).await?)
+    }
+}
+
+/// Batch size and interruption of in-place column conversion.
+#[derive(clap::Args, Debug)]
+struct BatchArgs {
+    /// Rows per batch (each batch is one transaction).
+    #[arg(long, default_value_t = 10_000)]
+    batch_rows: usize,
+    /// Stop after this many batches (resume later with the same command).
+    #[arg(long)]
+    max_batches: Option<usize>,
+}
+
+/// Access to column master keys held by the CAS (key paths cas:KEYID): this process attests
+/// as --policy/--service and the CAS decrypts and signs with keys its policy grants.
+#[derive(clap::Args, Debug)]
+struct KeyStoreArgs {
+    /// The CAS URL (https://HOST:PORT), for column master keys held by the CAS.
+    #[arg(long, value_name = "URL", env = "CIPHERLAKE_CAS")]
+    cas: Option<String>,
+    /// The CAS certificate to pin.
+    #[arg(long = "cas-cert", value_name = "FILE", env = "CIPHERLAKE_CAS_CERT")]
+    cas_cert: Option<PathBuf>,
+    /// The public key (PEM) of a CAS-held column master key, needed to create a CEK under it
+    /// (e.g. rendered from the policy as {{ secret.NAME.public | pem }}).
+    #[arg(long, value_name = "FILE")]
+    cmk_public_key: Option<PathBuf>,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+}
+
+impl KeyStoreArgs {
+    /// The key stores: local PEM files always, the CAS when --cas is given. `cas_key` names
+    /// the CAS key that --cmk-public-key belongs to.
+    async fn stores(&self, cas_key: Option<&str>) -> anyhow::Result<KeyStores> {
+        let stores = KeyStores::default();
+        let Some(url) = &self.cas else {
+            return Ok(stores);
+        };
+        let cert = self
+            .cas_cert
+            .as_deref()
+            .context("--cas URL needs --cas-cert FILE (the CAS's tls-cert.pem)")?;
+        let cas = cas_client(url, cert)?;
+        let attested = self.workload.attest(&cas, None).await?;
+        let mut store = CasKeyStore::new(cas.with_identity(&attested)?);
+        if let (Some(file), Some(key)) = (&self.cmk_public_key, cas_key) {
+            let pem = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            store = store.with_public_key(key, public_key_from_pem(&pem)?);
+        }
+        Ok(stores.with(Arc::new(store)))
+    }
+}
+
+/// `FILE.pem` or `cas:KEYID` as (provider, key path).
+fn key_location(key_path: &str) -> (&'static str, &str) {
+    match key_path.strip_prefix("cas:") {
+        Some(id) => (CAS_PROVIDER, id),
+        None => (LOCAL_PROVIDER, key_path),
+    }
+}
+
+fn report(verb: &str, table: &str, progress: Progress) {
+    if progress.finished {
+        println!("{verb} {} cell(s) of table {table}; done", progress.cells);
+    } else {
+        println!(
+            "{verb} {} cell(s) of table {table}; stopped before the end: run the same command again to resume",
+            progress.cells
+        );
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -108,6 +320,103 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 bail!("the cell is authentic but was not encrypted deterministically");
             }
             println!("{value}");
+        }
+        Command::CreateCmk {
+            db,
+            name,
+            key_path,
+            keys,
+        } => {
+            let (provider, path) = key_location(&key_path);
+            let stores = keys.stores(None).await?;
+            create_cmk(&db.open().await?, &stores, &name, provider, path).await?;
+            println!("column master key {name} recorded ({provider}:{path})");
+        }
+        Command::CreateCek {
+            db,
+            name,
+            cmk,
+            keys,
+        } => {
+            let conn = db.open().await?;
+            let catalog = catalog::load(&conn).await?;
+            let stores = keys.stores(Some(&catalog.cmk(&cmk)?.key_path)).await?;
+            create_cek(&conn, &stores, &name, &cmk).await?;
+            println!("column encryption key {name} created under {cmk}");
+        }
+        Command::EncryptColumns {
+            db,
+            table,
+            columns,
+            cek,
+            batches,
+            keys,
+        } => {
+            let stores = keys.stores(None).await?;
+            let progress = encrypt_columns(
+                &db.open().await?,
+                &stores,
+                &table,
+                &columns,
+                &cek,
+                batches.batch_rows,
+                batches.max_batches,
+            )
+            .await?;
+            report("encrypted", &table, progress);
+        }
+        Command::DecryptColumns {
+            db,
+            table,
+            columns,
+            batches,
+            keys,
+        } => {
+            let stores = keys.stores(None).await?;
+            let progress = decrypt_columns(
+                &db.open().await?,
+                &stores,
+                &table,
+                &columns,
+                batches.batch_rows,
+                batches.max_batches,
+            )
+            .await?;
+            report("decrypted", &table, progress);
+        }
+        Command::Show { db } => {
+            print!(
+                "{}",
+                describe_catalog(&catalog::load(&db.open().await?).await?)
+            );
+        }
+        Command::Sample(SampleCommand::Contoso {
+            db,
+            rows,
+            cek,
+            key_path,
+            keys,
+        }) => {
+            let conn = db.open().await?;
+            let existing = catalog::load(&conn).await?;
+            let has_cek = existing.ceks.iter().any(|k| k.name == cek);
+            let cas_key = key_path.as_deref().map(|k| key_location(k).1);
+            let stores = keys.stores(cas_key).await?;
+            if !has_cek {
+                let key_path = key_path.as_deref().with_context(|| {
+                    format!("column encryption key {cek} does not exist: give --key-path FILE.pem|cas:KEYID to create it")
+                })?;
+                let (provider, path) = key_location(key_path);
+                let cmk = "ContosoCMK";
+                if existing.cmk(cmk).is_err() {
+                    create_cmk(&conn, &stores, cmk, provider, path).await?;
+                }
+                create_cek(&conn, &stores, &cek, cmk).await?;
+            }
+            let rows = create_contoso(&db.url()?, &stores, &cek, rows).await?;
+            println!(
+                "created table Employees with {rows} rows (SSN deterministic, Salary randomized, key {cek})"
+            );
         }
     }
     Ok(())
