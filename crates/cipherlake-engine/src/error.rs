@@ -37,6 +37,14 @@ pub enum EngineError {
     /// Any other DataFusion failure.
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
+    /// A cloud storage setting (`AZURE_*`, `AWS_*`) that object_store does not know.
+    #[error(
+        "unknown storage setting {name} (see object_store's AzureConfigKey / AmazonS3ConfigKey names)"
+    )]
+    StoreSetting {
+        /// The setting's name (never its value).
+        name: String,
+    },
     /// Writing output failed.
     #[error("writing output: {0}")]
     Output(String),

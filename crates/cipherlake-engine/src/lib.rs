@@ -5,10 +5,13 @@ pub mod bench;
 pub mod datagen;
 pub mod encryption;
 pub mod error;
+pub mod job;
 pub mod output;
 pub mod script;
 pub mod session;
 pub mod spill;
+pub mod sqldb;
+pub mod stores;
 pub mod tables;
 
 pub use error::EngineError;

@@ -13,6 +13,7 @@ use deltalake::delta_datafusion::DeltaTableFactory;
 
 use crate::encryption::{FACTORY_ID, KmsEncryptionFactory};
 use crate::spill::EncryptedTempFileFactory;
+use crate::stores::{CloudStores, StoreConfig};
 
 /// Options for a new session.
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub struct SessionOptions {
     /// Directory in which the session's encrypted spill directory is created (the operating
     /// system's temporary directory when `None`).
     pub spill_dir: Option<PathBuf>,
+    /// Settings of the Azure and S3 stores behind `az://`, `abfss://`, `s3://` … table URLs.
+    pub stores: StoreConfig,
 }
 
 impl std::fmt::Debug for SessionOptions {
@@ -36,6 +39,7 @@ impl std::fmt::Debug for SessionOptions {
             .field("kms", &self.kms.as_ref().map(|_| "configured"))
             .field("memory_limit", &self.memory_limit)
             .field("spill_dir", &self.spill_dir)
+            .field("stores", &self.stores)
             .finish()
     }
 }
@@ -47,6 +51,7 @@ impl Default for SessionOptions {
             kms: None,
             memory_limit: None,
             spill_dir: None,
+            stores: StoreConfig::default(),
         }
     }
 }
@@ -61,7 +66,9 @@ impl Default for SessionOptions {
 /// - encrypted Parquet is read with no options (keys come from each file's key metadata
 ///   through [`SessionOptions::kms`]) and written with the factory options of
 ///   [`crate::encryption`];
-/// - every spill file is encrypted under a random in-memory key ([`crate::spill`]).
+/// - every spill file is encrypted under a random in-memory key ([`crate::spill`]);
+/// - Azure and S3 table URLs open their stores from [`SessionOptions::stores`]
+///   ([`crate::stores`]).
 pub fn new_session(options: &SessionOptions) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_information_schema(true)
@@ -72,7 +79,9 @@ pub fn new_session(options: &SessionOptions) -> SessionContext {
     let spill = DiskManagerBuilder::default().with_mode(DiskManagerMode::Custom(Arc::new(
         EncryptedTempFileFactory::new(options.spill_dir.clone()),
     )));
-    let mut runtime = RuntimeEnvBuilder::new().with_disk_manager_builder(spill);
+    let mut runtime = RuntimeEnvBuilder::new()
+        .with_disk_manager_builder(spill)
+        .with_object_store_registry(Arc::new(CloudStores::new(options.stores.clone())));
     if let Some(limit) = options.memory_limit {
         runtime = runtime.with_memory_limit(limit, 1.0);
     }

@@ -7,5 +7,6 @@ mod engine {
     pub mod interop;
     pub mod spill;
     pub mod sql;
+    pub mod sqldb;
     pub mod support;
 }

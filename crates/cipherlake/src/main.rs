@@ -21,6 +21,15 @@ struct Cli {
     /// More log output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
     #[arg(short, long, action = ArgAction::Count, global = true)]
     verbose: u8,
+    /// Log format on stderr: text, or json (one object per line, for log collectors).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,7 +48,8 @@ enum Command {
     Las(cmd::las::Args),
     /// Work with policies offline: owner keys, hashes, validation, signing.
     Policy(cmd::policy::Args),
-    /// SQL Server Always Encrypted: encrypt and decrypt cells (debugging).
+    /// SQL Server Always Encrypted: keys and encrypted columns in PostgreSQL and SQLite
+    /// databases, and single cells (debugging).
     Ae(cmd::ae::Args),
     /// Run the configuration and attestation service (CAS).
     Cas(cmd::cas::Args),
@@ -49,6 +59,19 @@ enum Command {
     Audit(cmd::audit::Args),
     /// Encrypt, decrypt and inspect Parquet files (Parquet modular encryption).
     Parquet(cmd::parquet::Args),
+    /// Run a SQL job as an attested workload with configuration and keys from the CAS.
+    Run(cmd::run::Args),
+    /// Run the whole confidential pipeline on this machine (CAS, LAS, policy, encrypted data,
+    /// attested job, encrypted results, audit) and explain what happened.
+    Demo(cmd::demo::Args),
+}
+
+impl Command {
+    /// Whether the command runs a job on protected data, so that third-party logs (which carry
+    /// plans and literals) stay quiet.
+    fn is_confidential(&self) -> bool {
+        matches!(self, Command::Run(_) | Command::Demo(_))
+    }
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -64,12 +87,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Attest(args) => cmd::attest::run(args).await,
         Command::Audit(args) => cmd::audit::run(args).await,
         Command::Parquet(args) => cmd::parquet::run(args).await,
+        Command::Run(args) => cmd::run::run(args).await,
+        Command::Demo(args) => cmd::demo::run(args).await,
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.verbose);
+    logging::init(cli.verbose, cli.log_format, cli.command.is_confidential());
     // Bad input must never reach a panic; if a bug does, say so in one line, without a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let message = info

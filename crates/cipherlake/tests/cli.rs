@@ -3,9 +3,14 @@
 
 mod cli {
     pub mod ae;
+    pub mod ae_db;
+    pub mod azure;
     pub mod basics;
     pub mod cas;
+    pub mod demo;
     pub mod evidence;
     pub mod parquet;
+    pub mod run;
     pub mod support;
+    pub mod testbed;
 }

@@ -36,8 +36,8 @@ impl std::str::FromStr for KmsSpec {
 }
 
 impl KmsSpec {
-    /// Opens the KMS: reads and parses the master key list, or fails for the CAS (not
-    /// available yet).
+    /// Opens a local KMS: reads and parses the master key list. The CAS KMS needs an attested
+    /// identity first (see [`super::CasKms`]), so `cas:` is refused here with that reason.
     pub fn open(&self) -> Result<Arc<dyn KmsClient>, EncryptionError> {
         match self {
             Self::Local(path) => {
@@ -52,7 +52,7 @@ impl KmsSpec {
                     LocalKms::from_key_list(&text).map_err(|e| key_list_error(e.to_string()))?;
                 Ok(Arc::new(kms))
             }
-            Self::Cas(url) => Err(EncryptionError::CasUnavailable {
+            Self::Cas(url) => Err(EncryptionError::CasNeedsIdentity {
                 spec: format!("cas:{url}"),
             }),
         }

@@ -2,6 +2,7 @@
 //! resolved through a [`KmsClient`].
 //!
 //! - [`KmsSpec`]: the `--kms` selection string (`local:FILE`, `cas:URL`);
+//! - [`CasKms`]: the CAS KMS for an attested workload (master keys never leave the CAS);
 //! - [`EncryptionSpec`]: how to encrypt a file (footer key, column keys, footer mode, wrapping,
 //!   data key length), parsed from the factory options of `COPY … TO … OPTIONS (…)` and
 //!   `CREATE EXTERNAL TABLE … OPTIONS (…)`;
@@ -22,11 +23,13 @@
 //!
 //! Errors never carry key bytes: they name files, master key ids and option names.
 
+mod cas_kms;
 pub mod custodian;
 mod factory;
 mod kms_spec;
 mod spec;
 
+pub use cas_kms::CasKms;
 pub use cipherlake_crypto::key_material::DataKeyLength;
 pub use factory::{FACTORY_ID, KmsEncryptionFactory, decryption_properties};
 pub use kms_spec::{KmsSpec, open_kms};
@@ -43,9 +46,11 @@ pub enum EncryptionError {
         /// What is wrong.
         reason: String,
     },
-    /// The CAS KMS client is not built yet.
-    #[error("KMS '{spec}' is not available yet: the CAS KMS client lands with the CAS")]
-    CasUnavailable {
+    /// The CAS KMS needs an attested workload identity, which [`KmsSpec::open`] cannot give.
+    #[error(
+        "KMS '{spec}' needs an attested identity: attest first (give --cas-cert, --policy and --service) and use CasKms"
+    )]
+    CasNeedsIdentity {
         /// The string as given.
         spec: String,
     },

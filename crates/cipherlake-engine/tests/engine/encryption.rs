@@ -374,10 +374,7 @@ fn kms_selection_strings() {
     std::fs::write(&list, key_list()).unwrap();
     assert!(open_kms(&format!("local:{}", list.display())).is_ok());
     let err = open_kms("cas:https://cas:8081").err().unwrap().to_string();
-    assert!(
-        err.contains("not available yet: the CAS KMS client lands with the CAS"),
-        "{err}"
-    );
+    assert!(err.contains("needs an attested identity"), "{err}");
     assert!(open_kms("vault:x").is_err());
     let err = open_kms(&format!("local:{}", dir.path().join("missing").display()))
         .err()

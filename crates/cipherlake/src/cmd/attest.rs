@@ -4,29 +4,21 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use cipherlake_attest::attester::DEFAULT_LAS_SOCKET;
 use cipherlake_cas::binding::job_hash;
-use cipherlake_cas::client::las_evidence;
 
 use super::cas::CasConnection;
+use super::workload::WorkloadArgs;
 
 /// Attest to the CAS and print the certificate expiry and the released configuration.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     cas: CasConnection,
-    /// The policy name.
-    #[arg(long, value_name = "NAME")]
-    policy: String,
-    /// The service in the policy.
-    #[arg(long, value_name = "SERVICE")]
-    service: String,
+    #[command(flatten)]
+    workload: WorkloadArgs,
     /// The job file this workload would run (its SHA-256 is bound and checked).
     #[arg(long, value_name = "FILE")]
     job: Option<PathBuf>,
-    /// The LAS socket (simulation mode).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_LAS_SOCKET)]
-    las_socket: PathBuf,
 }
 
 /// Runs `cipherlake attest`.
@@ -37,14 +29,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let socket = args.las_socket.clone();
-    let attested = args
-        .cas
-        .client()?
-        .attest(&args.policy, &args.service, job, |report_data| async move {
-            las_evidence(&socket, report_data).await
-        })
-        .await?;
+    let attested = args.workload.attest(&args.cas.client()?, job).await?;
     println!(
         "attested as {}/{} (policy version {}); certificate valid until {} (unix)",
         attested.policy, attested.service, attested.policy_hash, attested.expires

@@ -37,21 +37,16 @@ struct TaxiArgs {
     /// Threads (DataFusion target partitions) [default: number of cores].
     #[arg(long)]
     threads: Option<usize>,
-    /// The KMS for encrypted data (local:FILE or cas:URL); encrypted files need no other
-    /// option.
-    #[arg(long, env = "CIPHERLAKE_KMS", value_name = "SPEC")]
-    kms: Option<String>,
+    /// The KMS for encrypted data; encrypted files need no other option.
+    #[command(flatten)]
+    kms: super::workload::KmsArgs,
 }
 
 /// Runs `cipherlake bench`.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let Suite::Taxi(args) = args.suite;
     let mut options = SessionOptions {
-        kms: args
-            .kms
-            .as_deref()
-            .map(cipherlake_engine::encryption::open_kms)
-            .transpose()?,
+        kms: args.kms.open().await?,
         ..SessionOptions::default()
     };
     if let Some(threads) = args.threads {

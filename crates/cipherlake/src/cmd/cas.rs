@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use cipherlake_cas::client::{CasClient, fingerprint_of_pem};
+use cipherlake_cas::client::CasClient;
 use cipherlake_cas::service::Config;
 use cipherlake_policy::{OwnerSigningKey, sign};
+
+mod verify;
 
 /// Run the CAS.
 #[derive(clap::Args)]
@@ -26,6 +28,10 @@ enum Command {
     /// Register a LAS platform public key (as printed by `cipherlake las init-key`), so the CAS
     /// accepts sim-mode reports signed by it. Needs the operator token from the data directory.
     RegisterPlatform(RegisterPlatformArgs),
+    /// Check a CAS before trusting it: its evidence must verify, show the expected measurement
+    /// and bind a fresh nonce and the TLS key it presents. Prints the certificate fingerprint
+    /// and can write the certificate to pin with --cas-cert.
+    Verify(verify::Args),
 }
 
 #[derive(clap::Args)]
@@ -50,6 +56,10 @@ struct ServeArgs {
     /// DNS names or IP addresses for the TLS certificate generated at first start.
     #[arg(long = "tls-name", value_name = "NAME")]
     tls_names: Vec<String>,
+    /// The LAS socket from which the CAS gets its own evidence (simulation mode), so
+    /// custodians can check it with `cipherlake cas verify`. Without it the CAS has no evidence.
+    #[arg(long, value_name = "PATH")]
+    las_socket: Option<PathBuf>,
 }
 
 /// How to reach a CAS: its URL and the certificate to pin (it is self-signed).
@@ -67,9 +77,7 @@ pub struct CasConnection {
 impl CasConnection {
     /// A client pinned to the certificate.
     pub fn client(&self) -> anyhow::Result<CasClient> {
-        let pem = std::fs::read_to_string(&self.cert)
-            .with_context(|| format!("reading {}", self.cert.display()))?;
-        Ok(CasClient::new(&self.url, fingerprint_of_pem(&pem)?)?)
+        super::workload::cas_client(&self.url, &self.cert)
     }
 }
 
@@ -78,6 +86,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Serve(args) => serve(args).await,
         Command::RegisterPlatform(args) => register_platform(args).await,
+        Command::Verify(args) => verify::run(args).await,
     }
 }
 
@@ -99,6 +108,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !args.tls_names.is_empty() {
         config.tls_names = args.tls_names;
     }
+    config.attester = args
+        .las_socket
+        .map(|socket| cipherlake_attest::attester::Attester::Sim { socket });
     let server = cipherlake_cas::server::start(config, args.listen).await?;
     eprintln!(
         "CAS serving on https://{} (certificate {}, audit key {})",
@@ -106,12 +118,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.data_dir.join("tls-cert.pem").display(),
         args.data_dir.join("audit-public-key").display()
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    eprintln!("shutting down");
+    let signal = shutdown_signal().await?;
+    eprintln!("{signal}: shutting down (in-flight requests may finish)");
     server.shutdown().await;
+    eprintln!("CAS stopped");
     Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT; returns its name.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
 }
 
 /// `cipherlake policy apply FILE --cas URL --cas-cert FILE --key OWNER_KEY`: sign the policy

@@ -49,24 +49,23 @@ struct TaxiArgs {
     encrypt: bool,
     #[command(flatten)]
     keys: super::parquet::KeyArgs,
-    /// The KMS for --encrypt: local:FILE or cas:URL.
-    #[arg(long, env = "CIPHERLAKE_KMS", value_name = "SPEC")]
-    kms: Option<String>,
+    #[command(flatten)]
+    kms: super::workload::KmsArgs,
 }
 
 /// Runs `cipherlake datagen`.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let Dataset::Taxi(args) = args.dataset;
-    let encryption = match (&args.encrypt, &args.kms) {
-        (true, Some(kms)) => Some(TaxiEncryption {
-            kms: cipherlake_engine::encryption::open_kms(kms)?,
-            spec: args.keys.spec()?,
-        }),
-        (true, None) => anyhow::bail!("--encrypt needs --kms local:FILE|cas:URL"),
-        (false, _) if args.keys.footer_key.is_some() || !args.keys.column_keys.is_empty() => {
-            anyhow::bail!("--footer-key and --column-keys need --encrypt")
-        }
-        (false, _) => None,
+    let encryption = if args.encrypt {
+        let spec = args.keys.spec()?;
+        Some(TaxiEncryption {
+            kms: args.kms.require("--encrypt").await?,
+            spec,
+        })
+    } else if args.keys.footer_key.is_some() || !args.keys.column_keys.is_empty() {
+        anyhow::bail!("--footer-key and --column-keys need --encrypt")
+    } else {
+        None
     };
     let options = TaxiOptions {
         rows: args.rows,

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use cipherlake_engine::encryption::DataKeyLength;
 use cipherlake_engine::encryption::custodian::{RewriteReport, inspect, rewrite};
-use cipherlake_engine::encryption::{ColumnKeys, EncryptionSpec, open_kms, parse_column_keys};
+use cipherlake_engine::encryption::{ColumnKeys, EncryptionSpec, parse_column_keys};
+
+use super::workload::KmsArgs;
 
 /// Encrypt, decrypt and inspect Parquet files (Parquet modular encryption, AES_GCM_V1, with
 /// PKMT1 key material readable by parquet-java/Spark and pyarrow).
@@ -39,10 +41,8 @@ struct EncryptArgs {
     output: PathBuf,
     #[command(flatten)]
     keys: KeyArgs,
-    /// The KMS: local:FILE (a parquet-java style master key list, ID:BASE64 entries) or
-    /// cas:URL.
-    #[arg(long, env = "CIPHERLAKE_KMS", value_name = "SPEC")]
-    kms: String,
+    #[command(flatten)]
+    kms: KmsArgs,
 }
 
 /// Key selection shared by `parquet encrypt` and `datagen taxi --encrypt`.
@@ -105,18 +105,17 @@ struct DecryptArgs {
     /// Output file or directory.
     #[arg(long = "out", value_name = "PATH")]
     output: PathBuf,
-    /// The KMS: local:FILE or cas:URL.
-    #[arg(long, env = "CIPHERLAKE_KMS", value_name = "SPEC")]
-    kms: String,
+    #[command(flatten)]
+    kms: KmsArgs,
 }
 
 #[derive(Debug, clap::Args)]
 struct InspectArgs {
     /// The Parquet file.
     file: PathBuf,
-    /// The KMS (needed for details of files with an encrypted footer).
-    #[arg(long, env = "CIPHERLAKE_KMS", value_name = "SPEC")]
-    kms: Option<String>,
+    /// The KMS is needed for details of files with an encrypted footer.
+    #[command(flatten)]
+    kms: KmsArgs,
 }
 
 /// Runs `cipherlake parquet`.
@@ -124,7 +123,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         ParquetCommand::Encrypt(args) => {
             let spec = args.keys.spec()?;
-            let kms = open_kms(&args.kms)?;
+            let kms = args.kms.require("encrypting").await?;
             let (input, output) = (args.input.clone(), args.output.clone());
             let report = tokio::task::spawn_blocking(move || {
                 rewrite(&input, &output, Some(kms), Some(&spec))
@@ -134,7 +133,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             print_report("encrypted", &report, &args.output);
         }
         ParquetCommand::Decrypt(args) => {
-            let kms = open_kms(&args.kms)?;
+            let kms = args.kms.require("decrypting").await?;
             let (input, output) = (args.input.clone(), args.output.clone());
             let report =
                 tokio::task::spawn_blocking(move || rewrite(&input, &output, Some(kms), None))
@@ -143,7 +142,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             print_report("decrypted", &report, &args.output);
         }
         ParquetCommand::Inspect(args) => {
-            let kms = args.kms.as_deref().map(open_kms).transpose()?;
+            let kms = args.kms.open().await?;
             print!("{}", inspect(&args.file, kms)?);
         }
     }

@@ -1,4 +1,5 @@
-//! `cipherlake policy`: the custodian's offline policy tools (keys, checks, hashes, signatures).
+//! `cipherlake policy`: the custodian's policy tools (keys, checks, hashes, signatures) and
+//! their use on a CAS (apply, show).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,20 @@ enum Command {
     Sign(SignArgs),
     /// Sign a policy with an owner key and apply it on a CAS (create or update).
     Apply(super::cas::ApplyArgs),
+    /// Show a policy on a CAS as JSON: the public view, or with an owner key the full document
+    /// (secret values are never shown: only each secret's kind, source and public part).
+    Show(ShowArgs),
+}
+
+#[derive(clap::Args)]
+struct ShowArgs {
+    /// The policy name.
+    name: String,
+    #[command(flatten)]
+    cas: super::cas::CasConnection,
+    /// An owner's private key file: read the full document as that owner.
+    #[arg(long, value_name = "OWNER_KEY")]
+    key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -76,7 +91,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         Command::Sign(args) => sign_file(&args),
         Command::Apply(args) => super::cas::apply(args).await,
+        Command::Show(args) => show(&args).await,
     }
+}
+
+async fn show(args: &ShowArgs) -> anyhow::Result<()> {
+    let client = args.cas.client()?;
+    let json = match &args.key {
+        None => serde_json::to_string_pretty(&client.policy(&args.name).await?)?,
+        Some(path) => {
+            let key = OwnerSigningKey::from_file_text(&read_text(path)?)
+                .with_context(|| format!("reading owner key {}", path.display()))?;
+            serde_json::to_string_pretty(&client.policy_document(&args.name, &key).await?)?
+        }
+    };
+    println!("{json}");
+    Ok(())
 }
 
 fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {

@@ -1,59 +1,12 @@
 //! The custodian's and operator's flow through the binary, as docs/policy.md describes it:
 //! start a CAS and a LAS, register the LAS, apply a signed policy, attest a process, see its
-//! configuration arrive, verify the audit log.
+//! configuration arrive, verify the audit log; check the CAS with `cas verify`; structured logs
+//! without secrets; graceful shutdown on SIGTERM.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
-use sha2::{Digest, Sha384};
-
-use super::support::{cipherlake, ok};
-
-/// A background process killed when dropped.
-struct Background(Child);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str]) -> Background {
-    Background(
-        Command::new(env!("CARGO_BIN_EXE_cipherlake"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary starts"),
-    )
-}
-
-/// Waits (bounded) until `ready` holds.
-fn wait_for(what: &str, ready: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not come up within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use super::support::{cipherlake, fails, ok};
+use super::testbed::{Testbed, path};
 
 fn policy(owner: &str, measurement: &str, with_sim: bool) -> String {
     let tees = if with_sim { "[sim]" } else { "[sgx]" };
@@ -68,60 +21,19 @@ fn policy(owner: &str, measurement: &str, with_sim: bool) -> String {
 
 #[test]
 fn apply_attest_and_verify_the_audit_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (data, cert, token) = (
-        d.join("cas"),
-        d.join("cas/tls-cert.pem"),
-        d.join("cas/operator.token"),
+    let bed = Testbed::start();
+    let d = bed.dir.path();
+    let (url, cert, data, socket) = (
+        bed.url.clone(),
+        bed.cert.clone(),
+        bed.data.clone(),
+        bed.socket.clone(),
     );
-    let port = free_port();
-    let url = format!("https://127.0.0.1:{port}");
-    let _cas = spawn(&[
-        "cas",
-        "serve",
-        "--data-dir",
-        path(&data),
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ]);
-    wait_for("the CAS", || {
-        cert.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-
-    let platform_key = d.join("platform.key");
-    let platform = ok(&["las", "init-key", path(&platform_key)]);
-    let socket = d.join("las.sock");
-    let _las = spawn(&[
-        "las",
-        "--platform-key",
-        path(&platform_key),
-        "--socket",
-        path(&socket),
-    ]);
-    wait_for("the LAS", || socket.exists());
-    ok(&[
-        "cas",
-        "register-platform",
-        "--cas",
-        &url,
-        "--cas-cert",
-        path(&cert),
-        "--token-file",
-        path(&token),
-        platform.trim(),
-    ]);
-
-    let owner_key = d.join("owner.key");
-    let owner = ok(&["policy", "keygen", "--out", path(&owner_key)]);
-    let owner = owner
-        .split_whitespace()
-        .find(|w| w.starts_with("ed25519:"))
-        .expect("public key printed")
-        .to_string();
-    let measurement = hex::encode(Sha384::digest(
-        std::fs::read(env!("CARGO_BIN_EXE_cipherlake")).unwrap(),
-    ));
+    let (owner, owner_key, measurement) = (
+        bed.owner.clone(),
+        bed.owner_key.clone(),
+        bed.measurement.clone(),
+    );
     let policy_file: PathBuf = d.join("demo.yaml");
     std::fs::write(&policy_file, policy(&owner, &measurement, true)).unwrap();
     let apply = [
@@ -136,6 +48,33 @@ fn apply_attest_and_verify_the_audit_log() {
         path(&cert),
     ];
     ok(&apply);
+    let show = [
+        "policy",
+        "show",
+        "demo",
+        "--cas",
+        &url,
+        "--cas-cert",
+        path(&cert),
+    ];
+    let public = ok(&show);
+    assert!(
+        public.contains("\"hash\"") && !public.contains("canary-7f3a"),
+        "{public}"
+    );
+    let mut as_owner = show.to_vec();
+    as_owner.extend(["--key", path(&owner_key)]);
+    let full = ok(&as_owner);
+    assert!(
+        full.contains("GREETING") && !full.contains("canary-7f3a"),
+        "{full}"
+    );
+    let stranger_key = d.join("stranger.key");
+    ok(&["policy", "keygen", "--out", path(&stranger_key)]);
+    let mut as_stranger = show.to_vec();
+    as_stranger.extend(["--key", path(&stranger_key)]);
+    let refused = fails(&as_stranger);
+    assert!(refused.contains("not an owner"), "{refused}");
 
     let attest = [
         "attest",
@@ -182,4 +121,140 @@ fn apply_attest_and_verify_the_audit_log() {
         !log.contains("canary-7f3a"),
         "secret values never reach the audit log"
     );
+}
+
+#[test]
+fn serve_stops_on_sigterm_with_exit_status_0() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut services = Testbed::start_with(&[], log.reopen().unwrap());
+    let status = services.stop_cas();
+    assert!(status.success(), "{status:?}");
+    let stderr = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        stderr.contains("SIGTERM") && stderr.contains("CAS stopped"),
+        "{stderr}"
+    );
+    assert!(std::net::TcpStream::connect(services.url.trim_start_matches("https://")).is_err());
+}
+
+#[test]
+fn json_logs_carry_decisions_but_never_the_released_secret() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut services = Testbed::start_with(&["-vv", "--log-format", "json"], log.reopen().unwrap());
+    let (owner_key, d) = (&services.owner_key, services.dir.path());
+    let policy_file = d.join("demo.yaml");
+    std::fs::write(
+        &policy_file,
+        policy(&services.owner, &services.measurement, true),
+    )
+    .unwrap();
+    let cas = [
+        "--cas",
+        services.url.as_str(),
+        "--cas-cert",
+        path(&services.cert),
+    ];
+    let mut apply = vec![
+        "policy",
+        "apply",
+        path(&policy_file),
+        "--key",
+        path(owner_key),
+    ];
+    apply.extend(cas);
+    ok(&apply);
+    let mut attest = vec![
+        "attest",
+        "--policy",
+        "demo",
+        "--service",
+        "driver",
+        "--las-socket",
+    ];
+    attest.push(path(&services.socket));
+    attest.extend(cas);
+    let config = ok(&attest);
+    assert!(
+        config.contains("canary-7f3a"),
+        "the secret was released: {config}"
+    );
+    assert!(services.stop_cas().success());
+
+    let stderr = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        !stderr.contains("canary-7f3a"),
+        "the secret reached the CAS log"
+    );
+    let token = std::fs::read_to_string(services.data.join("operator.token")).unwrap();
+    assert!(
+        !stderr.contains(token.trim()),
+        "the operator token reached the CAS log"
+    );
+    let records: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("each log record is one JSON object"))
+        .collect();
+    let field = |r: &serde_json::Value, name: &str| r["fields"][name].as_str().map(str::to_string);
+    assert!(
+        records
+            .iter()
+            .any(|r| field(r, "message").as_deref() == Some("attestation")
+                && field(r, "decision").as_deref() == Some("allowed")
+                && field(r, "policy").is_some_and(|p| p.contains("demo"))),
+        "an attestation decision record: {stderr}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| field(r, "route").as_deref() == Some("/v1/attest")
+                && r["fields"]["status"] == 200),
+        "a request record: {stderr}"
+    );
+}
+
+#[test]
+fn cas_verify_checks_the_cas_before_trusting_it() {
+    let services = Testbed::start();
+    let pinned = services.dir.path().join("pinned.pem");
+    let measurement = services.measurement.clone();
+    let verify = |measurement: &str| {
+        vec![
+            "cas".to_string(),
+            "verify".into(),
+            "--cas".into(),
+            services.url.clone(),
+            "--expect-measurement".into(),
+            measurement.to_string(),
+            "--las-platform-key".into(),
+            services.platform.clone(),
+            "--write-cert".into(),
+            path(&pinned).to_string(),
+        ]
+    };
+    let args = verify(&measurement);
+    let out = ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("CAS verified"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&pinned).unwrap(),
+        std::fs::read_to_string(&services.cert).unwrap(),
+        "the verified certificate is the one to pin"
+    );
+    // The pinned certificate works for the next commands.
+    ok(&[
+        "audit",
+        "show",
+        "--cas",
+        &services.url,
+        "--cas-cert",
+        path(&pinned),
+    ]);
+
+    std::fs::remove_file(&pinned).unwrap();
+    let args = verify(&"ab".repeat(48));
+    let refused = cipherlake(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("measurement-mismatch"), "{stderr}");
+    assert!(!pinned.exists(), "nothing is written for an untrusted CAS");
 }

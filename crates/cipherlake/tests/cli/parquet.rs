@@ -133,10 +133,7 @@ fn kms_and_key_errors_are_clear() {
     std::fs::write(&keys, KEYS).unwrap();
     let kms = format!("local:{}", keys.display());
     let err = fails(&["sql", "--kms", "cas:https://cas.example:8081", "SELECT 1"]);
-    assert!(
-        err.contains("not available yet: the CAS KMS client lands with the CAS"),
-        "{err}"
-    );
+    assert!(err.contains("--kms cas:URL needs --cas-cert FILE"), "{err}");
     let err = fails(&["sql", "--kms", "vault:x", "SELECT 1"]);
     assert!(err.contains("expected local:FILE or cas:URL"), "{err}");
     let err = fails(&[

@@ -1,0 +1,84 @@
+//! The demo's services, in this process: a LAS on a Unix socket in the workdir and a CAS on a
+//! loopback port with its state in the workdir, the LAS registered as a platform.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use cipherlake_attest::las::{Las, init_key, load_key};
+use cipherlake_cas::client::{CasClient, fingerprint};
+use cipherlake_cas::server::ServerHandle;
+use cipherlake_cas::service::Config;
+
+/// The running LAS and CAS.
+pub struct Services {
+    /// A client of the CAS (pinned to its certificate).
+    pub cas: CasClient,
+    /// The CAS URL.
+    pub url: String,
+    /// The LAS socket.
+    pub las_socket: PathBuf,
+    /// The CAS audit public key.
+    pub audit_key: [u8; 32],
+    server: ServerHandle,
+    las: tokio::task::JoinHandle<()>,
+}
+
+impl Services {
+    /// Starts the LAS (creating its platform key on first use) and the CAS (creating its state
+    /// on first use), and registers the LAS platform key with the CAS.
+    pub async fn start(workdir: &Path) -> anyhow::Result<Self> {
+        let key_file = workdir.join("las/platform.key");
+        if !key_file.exists() {
+            create_private_dir(&workdir.join("las"))?;
+            init_key(&key_file)?;
+        }
+        let key = load_key(&key_file)?;
+        let platform = key.public_key().to_string();
+        let las_socket = workdir.join("las.sock");
+        let las = Las::bind(key, &las_socket)?;
+        let las = tokio::spawn(async move {
+            if let Err(e) = las.run().await {
+                tracing::error!(error = %e, "the demo LAS stopped");
+            }
+        });
+        let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let server = cipherlake_cas::server::start(Config::new(workdir.join("cas")), listen)
+            .await
+            .context("starting the CAS")?;
+        let url = format!("https://{}", server.addr);
+        let cas = CasClient::new(&url, fingerprint(&server.tls_cert_der))?;
+        let token_file = workdir.join("cas/operator.token");
+        let token = zeroize::Zeroizing::new(
+            std::fs::read_to_string(&token_file)
+                .with_context(|| format!("reading {}", token_file.display()))?,
+        );
+        cas.register_platform(token.trim(), &platform).await?;
+        Ok(Services {
+            cas,
+            url,
+            las_socket,
+            audit_key: server.audit_public_key,
+            server,
+            las,
+        })
+    }
+
+    /// Stops the CAS (draining requests) and the LAS.
+    pub async fn stop(self) {
+        self.server.shutdown().await;
+        self.las.abort();
+        let _ = std::fs::remove_file(&self.las_socket);
+    }
+}
+
+/// Creates `dir` with mode 0700.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}

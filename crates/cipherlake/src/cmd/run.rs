@@ -1,0 +1,146 @@
+//! `cipherlake run`: a confidential job. The process attests with the job's hash bound into its
+//! evidence, receives its certificate, configuration and KMS rights from the CAS, and only then
+//! runs the SQL script, printing only what the policy's `console` setting allows.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cipherlake_cas::binding::job_hash;
+use cipherlake_cas::client::CasClient;
+use cipherlake_engine::job::{Console, Redactor, substitute};
+use cipherlake_engine::output::OutputFormat;
+use cipherlake_engine::script::run_script;
+use cipherlake_engine::session::{SessionOptions, new_session};
+use cipherlake_engine::sqldb::{CasKeyStore, DatabaseSpec, KeyStores, register_database};
+use cipherlake_engine::stores::StoreConfig;
+
+use super::cas::CasConnection;
+use super::workload::{WorkloadArgs, cas_kms};
+
+/// Run a SQL job as an attested workload.
+///
+/// `${NAME}` in the job is replaced by the environment variable NAME of the configuration the
+/// CAS releases (an undefined name stops the job before it runs). Encrypted Parquet is read and
+/// written through the CAS KMS with this workload's certificate. Azure (az://, abfss://) and S3
+/// (s3://) tables use the released AZURE_* and AWS_* variables (e.g. AZURE_STORAGE_ACCOUNT_NAME
+/// and a SAS token in AZURE_STORAGE_SAS_TOKEN). A released DATABASE_NAME=URL (postgres://… or
+/// sqlite:PATH) makes the database's tables `name.table`, Always Encrypted columns decrypted
+/// inside the job with column master keys held by the CAS. What the job prints is the policy's
+/// `console` setting for the service: none, row counts, or full results.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    cas: CasConnection,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// Output format for result rows (when the policy lets the job print them).
+    #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+    format: String,
+    /// The job: a SQL script.
+    job: PathBuf,
+}
+
+/// Released environment variables `DATABASE_NAME=URL` register the SQL database at URL as the
+/// schema `name` (its tables as `name.table`), with column master keys held by the CAS.
+const DATABASE_PREFIX: &str = "DATABASE_";
+
+/// What a job run did, for reports.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    /// `sha256:HEX` of the job file.
+    pub job_hash: String,
+    /// The policy version that admitted the job.
+    pub policy_hash: String,
+    /// Time from the nonce request to the opened configuration (attestation and release).
+    pub attestation: Duration,
+    /// Time running the statements.
+    pub execution: Duration,
+    /// The console setting applied.
+    pub console: Console,
+    /// Number of statements run.
+    pub statements: usize,
+}
+
+/// Attests as `workload` with `job` bound, then runs it; the console output goes to `out`.
+pub async fn run_job(
+    cas: &CasClient,
+    workload: &WorkloadArgs,
+    job: &[u8],
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<JobReport> {
+    let script = std::str::from_utf8(job).context("the job file is not UTF-8 text")?;
+    let hash = job_hash(job);
+    let started = Instant::now();
+    let attested = workload.attest(cas, Some(hash)).await?;
+    let attestation = started.elapsed();
+    let env = &attested.config.env;
+    let console = Console::from_setting(&attested.config.console);
+    let redactor = Redactor::new(env);
+    let script = substitute(script, env)?;
+    let stores = StoreConfig::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let kms = cas_kms(cas, &attested)?;
+    let ctx = new_session(&SessionOptions {
+        kms: Some(kms),
+        stores,
+        ..SessionOptions::default()
+    });
+    let key_stores =
+        KeyStores::default().with(Arc::new(CasKeyStore::new(cas.with_identity(&attested)?)));
+    for (variable, url) in env {
+        let Some(name) = variable.strip_prefix(DATABASE_PREFIX) else {
+            continue;
+        };
+        let spec: DatabaseSpec = format!("{}={}", name.to_ascii_lowercase(), url.as_str())
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{variable}: {}", redactor.redact(&format!("{e}"))))?;
+        register_database(&ctx, &spec, &key_stores)
+            .await
+            .map_err(|e| anyhow::anyhow!("{variable}: {}", redactor.redact(&format!("{e}"))))?;
+    }
+    let started = Instant::now();
+    let mut statements = 0;
+    run_script(&ctx, &script, &mut |output| {
+        statements += 1;
+        console.render(
+            output.index,
+            &output.batches,
+            output.has_columns,
+            format,
+            out,
+        )
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{}", redactor.redact(&e.to_string())))?;
+    Ok(JobReport {
+        job_hash: format!("sha256:{}", hex::encode(hash)),
+        policy_hash: attested.policy_hash.clone(),
+        attestation,
+        execution: started.elapsed(),
+        console,
+        statements,
+    })
+}
+
+/// Runs `cipherlake run`.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let job = std::fs::read(&args.job)
+        .with_context(|| format!("reading the job {}", args.job.display()))?;
+    let format: OutputFormat = args.format.parse().map_err(anyhow::Error::msg)?;
+    let cas = args.cas.client()?;
+    let stdout = std::io::stdout();
+    let report = run_job(&cas, &args.workload, &job, format, &mut stdout.lock()).await?;
+    eprintln!(
+        "job {} ran as an attested workload (policy version {}): attestation and release {:.0} ms, {} statement(s) in {:.0} ms, console: {}",
+        report.job_hash,
+        report.policy_hash,
+        report.attestation.as_secs_f64() * 1e3,
+        report.statements,
+        report.execution.as_secs_f64() * 1e3,
+        report.console.as_str()
+    );
+    Ok(())
+}
