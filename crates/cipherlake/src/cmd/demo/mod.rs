@@ -89,7 +89,7 @@ async fn pipeline(
 
     // The custodian: owner key and policy.
     let started = Instant::now();
-    let measurement = self_measurement()?;
+    let measurement = services.measurement().await?;
     let job = hex::encode(job_hash(JOB.as_bytes()));
     write_atomically(&workdir.join("taxi-job.sql"), JOB.as_bytes(), 0o644)?;
     let applied = policy::apply(
@@ -232,15 +232,6 @@ async fn ingest(
         generated.rows as f64 / seconds / 1e6,
         policy::NAME
     ))
-}
-
-/// The sim measurement of this executable: SHA-384 of its file, as the LAS computes it.
-fn self_measurement() -> anyhow::Result<String> {
-    let exe = std::env::current_exe().context("locating this executable")?;
-    let file = std::fs::File::open(&exe).with_context(|| format!("opening {}", exe.display()))?;
-    let digest = cipherlake_attest::las::hash_file(file)
-        .with_context(|| format!("hashing {}", exe.display()))?;
-    Ok(hex::encode(digest))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a

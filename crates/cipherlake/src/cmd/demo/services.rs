@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use cipherlake_attest::las::{Las, init_key, load_key};
+use cipherlake_attest::las::{Las, init_key, load_key, request_report};
+use cipherlake_attest::sim::PlatformPublicKey;
+use cipherlake_attest::{Verifier, VerifyOptions};
 use cipherlake_cas::client::{CasClient, fingerprint};
 use cipherlake_cas::server::ServerHandle;
 use cipherlake_cas::service::Config;
@@ -20,6 +22,7 @@ pub struct Services {
     pub las_socket: PathBuf,
     /// The CAS audit public key.
     pub audit_key: [u8; 32],
+    platform: PlatformPublicKey,
     server: ServerHandle,
     las: tokio::task::JoinHandle<()>,
 }
@@ -34,7 +37,7 @@ impl Services {
             init_key(&key_file)?;
         }
         let key = load_key(&key_file)?;
-        let platform = key.public_key().to_string();
+        let platform = key.public_key();
         let las_socket = workdir.join("las.sock");
         let las = Las::bind(key, &las_socket)?;
         let las = tokio::spawn(async move {
@@ -53,15 +56,30 @@ impl Services {
             std::fs::read_to_string(&token_file)
                 .with_context(|| format!("reading {}", token_file.display()))?,
         );
-        cas.register_platform(token.trim(), &platform).await?;
+        cas.register_platform(token.trim(), &platform.to_string())
+            .await?;
         Ok(Services {
             cas,
             url,
             las_socket,
             audit_key: server.audit_public_key,
+            platform,
             server,
             las,
         })
+    }
+
+    /// This executable's measurement as the LAS sees it (SHA-384 of the file): read from a
+    /// verified report, so the LAS hashes the executable once and serves every later
+    /// attestation of this process from its cache.
+    pub async fn measurement(&self) -> anyhow::Result<String> {
+        let evidence = request_report(&self.las_socket, &[0; 64]).await?;
+        let now = std::time::SystemTime::now();
+        let claims = Verifier::new()
+            .with_sim_platform_key(self.platform)
+            .verify(&evidence, &VerifyOptions::at_system_time(now))
+            .context("verifying the LAS's report")?;
+        Ok(hex::encode(claims.measurement))
     }
 
     /// Stops the CAS (draining requests) and the LAS.
