@@ -18,7 +18,8 @@ use clap::{ArgAction, Parser, Subcommand};
     max_term_width = 100
 )]
 struct Cli {
-    /// More log output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides, except for
+    /// run and demo, which raise only cipherlake's own logs).
     #[arg(short, long, action = ArgAction::Count, global = true)]
     verbose: u8,
     /// Log format on stderr: text, or json (one object per line, for log collectors).
