@@ -141,12 +141,7 @@ impl VerifiedCas {
 /// the evidence against the certificate this TLS connection presented ([`check`]).
 pub async fn verify(base_url: &str, expectation: &Expectation) -> Result<VerifiedCas, CasError> {
     let recorder = Arc::new(CertRecorder::default());
-    let tls = recording_tls_config(Arc::clone(&recorder))?;
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .map_err(|e| CasError::Http(e.to_string()))?;
+    let http = crate::client::http_client(recording_tls_config(Arc::clone(&recorder))?)?;
     let nonce = crate::at_rest::random::<NONCE_LEN>()?;
     let path = "/v1/cas/evidence";
     let request = http
@@ -168,15 +163,7 @@ pub async fn verify(base_url: &str, expectation: &Expectation) -> Result<Verifie
 /// `recorder` (the handshake signature is still verified, so the server holds its key).
 /// Trust is decided afterwards, from evidence bound to the recorded certificate.
 pub fn recording_tls_config(recorder: Arc<CertRecorder>) -> Result<rustls::ClientConfig, CasError> {
-    let provider = crate::server::tls::provider();
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| CasError::Crypto(format!("TLS configuration: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ServerCertCheck::new(recorder)))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    crate::client::tls_client_config(Arc::new(ServerCertCheck::new(recorder)), None)
 }
 
 /// Records the server certificates presented during handshakes, accepting every one.

@@ -207,27 +207,10 @@ impl CasClient {
         pin: [u8; 32],
         identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     ) -> Result<Self, CasError> {
-        let provider = crate::server::tls::provider();
         let verifier = Arc::new(ServerCertCheck::new(PinnedCert { pin }));
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| CasError::Crypto(format!("TLS configuration: {e}")))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier);
-        let mut config = match identity {
-            None => builder.with_no_client_auth(),
-            Some((chain, key)) => builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| CasError::Crypto(format!("TLS client identity: {e}")))?,
-        };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(config)
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| CasError::Http(e.to_string()))?;
+        let config = tls_client_config(verifier, identity)?;
         Ok(CasClient {
-            http,
+            http: http_client(config)?,
             base: base_url.trim_end_matches('/').to_string(),
             pin,
         })
@@ -456,6 +439,36 @@ impl CasClient {
         self.call::<(), _>(Method::GET, "/v1/audit", None, None)
             .await
     }
+}
+
+/// The client TLS configuration for talking to a CAS: ring, `verifier` deciding about the
+/// server certificate, an optional client identity (mTLS), HTTP/1.1.
+pub(crate) fn tls_client_config(
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<rustls::ClientConfig, CasError> {
+    let builder = rustls::ClientConfig::builder_with_provider(crate::server::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CasError::Crypto(format!("TLS configuration: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| CasError::Crypto(format!("TLS client identity: {e}")))?,
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// An HTTPS client over `config` with the CAS client's request timeout.
+pub(crate) fn http_client(config: rustls::ClientConfig) -> Result<reqwest::Client, CasError> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| CasError::Http(e.to_string()))
 }
 
 /// Sends `request` (to `path`, named in errors); returns the status and the body.

@@ -325,6 +325,27 @@ async fn add_shadow(
     Ok(())
 }
 
+/// Fills the shadow column of `rewrite` (counting cells into `progress`) and, once every row is
+/// done, swaps it in together with the catalog change (SQL and parameters). Returns false, with
+/// `progress` marked unfinished, when `max_batches` stopped it first.
+async fn rewrite_column(
+    conn: &Conn,
+    rewrite: &Rewrite<'_>,
+    max_batches: &mut Option<usize>,
+    convert: Convert<'_>,
+    progress: &mut Progress,
+    (catalog_sql, params): (&str, Row),
+) -> Result<bool, SqlDbError> {
+    let (cells, done) = fill_shadow(conn, rewrite, max_batches, convert).await?;
+    progress.cells += cells;
+    if !done {
+        progress.finished = false;
+        return Ok(false);
+    }
+    swap(conn, rewrite.table, rewrite.column, catalog_sql, params).await?;
+    Ok(true)
+}
+
 /// Swaps the shadow column in for `column` and updates the catalog, in one transaction.
 async fn swap(
     conn: &Conn,
@@ -422,16 +443,7 @@ pub async fn encrypt_columns(
             update_cast: "",
             batch_rows,
         };
-        let (cells, done) = fill_shadow(conn, &rewrite, &mut max_batches, &convert).await?;
-        progress.cells += cells;
-        if !done {
-            progress.finished = false;
-            return Ok(progress);
-        }
-        swap(
-            conn,
-            table,
-            column,
+        let catalog_change = (
             "INSERT INTO cipherlake_encrypted_columns (table_name, column_name, column_encryption_key, encryption_type, sql_type) VALUES ($1, $2, $3, $4, $5)",
             vec![
                 Value::Text(table.to_owned()),
@@ -440,8 +452,19 @@ pub async fn encrypt_columns(
                 Value::Text(request.mode.to_string()),
                 Value::Text(sql_type.to_string()),
             ],
+        );
+        let rewritten = rewrite_column(
+            conn,
+            &rewrite,
+            &mut max_batches,
+            &convert,
+            &mut progress,
+            catalog_change,
         )
         .await?;
+        if !rewritten {
+            return Ok(progress);
+        }
     }
     Ok(progress)
 }
@@ -493,20 +516,22 @@ pub async fn decrypt_columns(
             update_cast: &cast,
             batch_rows,
         };
-        let (cells, done) = fill_shadow(conn, &rewrite, &mut max_batches, &convert).await?;
-        progress.cells += cells;
-        if !done {
-            progress.finished = false;
-            return Ok(progress);
-        }
-        swap(
-            conn,
-            table,
-            column,
+        let catalog_change = (
             "DELETE FROM cipherlake_encrypted_columns WHERE table_name = $1 AND column_name = $2",
             vec![Value::Text(table.to_owned()), Value::Text(column.clone())],
+        );
+        let rewritten = rewrite_column(
+            conn,
+            &rewrite,
+            &mut max_batches,
+            &convert,
+            &mut progress,
+            catalog_change,
         )
         .await?;
+        if !rewritten {
+            return Ok(progress);
+        }
     }
     Ok(progress)
 }

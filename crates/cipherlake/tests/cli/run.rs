@@ -146,24 +146,30 @@ fn an_attested_job_reads_and_writes_encrypted_data_and_leaks_nothing() {
         assert!(leaks.is_empty(), "{canary} leaked: {leaks:#?}");
     }
 
+    // Decrypting the job's result as a service of the policy, through the CAS KMS.
+    let results = d.join("out/doubled.parquet");
+    let decrypt_as = |service: &str, out: &Path| {
+        run(
+            &bed,
+            &[
+                "parquet",
+                "decrypt",
+                "--kms",
+                &kms,
+                "--policy",
+                "pipeline",
+                "--service",
+                service,
+                "--in",
+                path(&results),
+                "--out",
+                path(out),
+            ],
+        )
+    };
+
     // The ingest service is not granted the results key: the CAS KMS refuses, and says so.
-    let (success, _, stderr) = run(
-        &bed,
-        &[
-            "parquet",
-            "decrypt",
-            "--kms",
-            &kms,
-            "--policy",
-            "pipeline",
-            "--service",
-            "ingest",
-            "--in",
-            path(&d.join("out/doubled.parquet")),
-            "--out",
-            path(&d.join("stolen.parquet")),
-        ],
-    );
+    let (success, _, stderr) = decrypt_as("ingest", &d.join("stolen.parquet"));
     assert!(!success);
     assert!(
         stderr.contains("results-key") && stderr.contains("denied"),
@@ -173,23 +179,7 @@ fn an_attested_job_reads_and_writes_encrypted_data_and_leaks_nothing() {
 
     // The custodian decrypts the results: the job's numbers.
     let clear = d.join("clear.parquet");
-    let (success, _, stderr) = run(
-        &bed,
-        &[
-            "parquet",
-            "decrypt",
-            "--kms",
-            &kms,
-            "--policy",
-            "pipeline",
-            "--service",
-            "custodian",
-            "--in",
-            path(&d.join("out/doubled.parquet")),
-            "--out",
-            path(&clear),
-        ],
-    );
+    let (success, _, stderr) = decrypt_as("custodian", &clear);
     assert!(success, "{stderr}");
     let rows = ok(&[
         "sql",
