@@ -295,3 +295,25 @@ pub struct SecretSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_pem: Option<String>,
 }
+
+/// `POST /v1/workers` and `DELETE /v1/workers` request: the caller's worker URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerRegistration {
+    /// `https://HOST:PORT`, where the worker serves.
+    pub url: String,
+}
+
+/// `POST /v1/workers` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRegistered {
+    /// Seconds the registration lasts unless renewed.
+    pub ttl_secs: u64,
+}
+
+/// `GET /v1/workers?service=S` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerList {
+    /// The live workers' URLs, sorted.
+    pub workers: Vec<String>,
+}

@@ -378,6 +378,43 @@ impl CasClient {
         open_response(&keys, policy, service, response)
     }
 
+    /// Registers or renews this worker's URL (needs an identity); returns how long the
+    /// registration lasts.
+    pub async fn register_worker(&self, url: &str) -> Result<std::time::Duration, CasError> {
+        let body = crate::api::WorkerRegistration {
+            url: url.to_string(),
+        };
+        let reply: crate::api::WorkerRegistered = self
+            .call(Method::POST, "/v1/workers", Some(&body), None)
+            .await?;
+        Ok(std::time::Duration::from_secs(reply.ttl_secs))
+    }
+
+    /// Removes this worker's URL (needs an identity).
+    pub async fn deregister_worker(&self, url: &str) -> Result<(), CasError> {
+        let body = crate::api::WorkerRegistration {
+            url: url.to_string(),
+        };
+        let request = self
+            .http
+            .request(Method::DELETE, format!("{}/v1/workers", self.base))
+            .json(&body);
+        let (status, bytes) = exchange(request, "/v1/workers").await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(error_from_reply(status, &bytes))
+        }
+    }
+
+    /// The live workers of this workload's policy registered as `service` (needs an identity).
+    pub async fn workers(&self, service: &str) -> Result<Vec<String>, CasError> {
+        let path = format!("/v1/workers?service={service}");
+        let reply: crate::api::WorkerList =
+            self.call::<(), _>(Method::GET, &path, None, None).await?;
+        Ok(reply.workers)
+    }
+
     /// Wraps a data key under master key `key_id` (needs an identity).
     pub async fn kms_wrap(&self, key_id: &str, key: &[u8]) -> Result<String, CasError> {
         let body = WrapRequest {

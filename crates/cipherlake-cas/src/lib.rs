@@ -34,5 +34,6 @@ pub mod seal;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod workers;
 
 pub use error::CasError;

@@ -32,6 +32,7 @@ use crate::ca::{self, VerifiedCsr};
 use crate::kms;
 use crate::material;
 use crate::store::{self, Store, StoredPolicy};
+use crate::workers::WorkerRegistry;
 
 mod owner_read;
 
@@ -83,6 +84,7 @@ pub struct Cas {
     tls_key_der: Zeroizing<Vec<u8>>,
     operator_token: Zeroizing<String>,
     config: Config,
+    workers: WorkerRegistry,
 }
 
 impl std::fmt::Debug for Cas {
@@ -167,6 +169,7 @@ impl Cas {
             tls_cert_der,
             tls_key_der,
             operator_token,
+            workers: WorkerRegistry::default(),
             config,
         })
     }
@@ -657,6 +660,38 @@ impl Cas {
             );
         }
         result
+    }
+
+    /// Registers or renews the URL of `worker` (authenticated by its certificate), whose
+    /// service must still be one of its policy's services.
+    pub fn register_worker(&self, worker: &Workload, url: &str) -> Result<(), CasError> {
+        self.check_service(worker)?;
+        self.workers.register(worker, url, now())
+    }
+
+    /// Removes the URL `worker` registered.
+    pub fn deregister_worker(&self, worker: &Workload, url: &str) {
+        self.workers.deregister(worker, url);
+    }
+
+    /// The live workers of `caller`'s policy registered as `service`.
+    pub fn live_workers(&self, caller: &Workload, service: &str) -> Result<Vec<String>, CasError> {
+        self.check_service(caller)?;
+        Ok(self.workers.live(&caller.policy, service, now()))
+    }
+
+    /// Refuses a workload whose service its policy's current version no longer has.
+    fn check_service(&self, workload: &Workload) -> Result<(), CasError> {
+        self.store.transaction(|tx| {
+            let (_, policy) = self.current(tx, &workload.policy)?;
+            match policy.service(&workload.service) {
+                Some(_) => Ok(()),
+                None => Err(CasError::Forbidden(format!(
+                    "policy {:?} has no service {:?}",
+                    workload.policy, workload.service
+                ))),
+            }
+        })
     }
 
     /// Exports the audit log with a signed head.

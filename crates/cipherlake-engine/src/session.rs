@@ -7,7 +7,7 @@ use cipherlake_crypto::key_material::KmsClient;
 use datafusion::common::config::TableOptions;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::DeltaTableFactory;
 
@@ -70,12 +70,30 @@ impl Default for SessionOptions {
 /// - Azure and S3 table URLs open their stores from [`SessionOptions::stores`]
 ///   ([`crate::stores`]).
 pub fn new_session(options: &SessionOptions) -> SessionContext {
+    SessionContext::new_with_state(session_builder(options).build()).enable_url_table()
+}
+
+/// The state builder behind [`new_session`], for sessions that add to it (the distributed
+/// driver adds its planner, worker list and channels).
+pub fn session_builder(options: &SessionOptions) -> SessionStateBuilder {
     let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(options.target_partitions.max(1));
     config.options_mut().sql_parser.enable_ident_normalization = false;
     let mut table_options = TableOptions::default_from_session_config(config.options());
     table_options.parquet.crypto.factory_id = Some(FACTORY_ID.to_owned());
+    SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(build_runtime(options))
+        .with_table_options(table_options)
+        .with_default_features()
+        .with_table_factory("DELTATABLE".to_string(), Arc::new(DeltaTableFactory {}))
+}
+
+/// The runtime of a session, shared by the driver's session and by a worker's tasks: the
+/// object stores of [`SessionOptions::stores`], encrypted spill files, the memory limit, and
+/// the encryption factory [`FACTORY_ID`] on [`SessionOptions::kms`].
+pub fn build_runtime(options: &SessionOptions) -> Arc<RuntimeEnv> {
     let spill = DiskManagerBuilder::default().with_mode(DiskManagerMode::Custom(Arc::new(
         EncryptedTempFileFactory::new(options.spill_dir.clone()),
     )));
@@ -85,19 +103,12 @@ pub fn new_session(options: &SessionOptions) -> SessionContext {
     if let Some(limit) = options.memory_limit {
         runtime = runtime.with_memory_limit(limit, 1.0);
     }
-    let state =
-        SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(runtime.build_arc().expect(
-                "a runtime with a custom disk manager and a fixed memory pool always builds",
-            ))
-            .with_table_options(table_options)
-            .with_default_features()
-            .with_table_factory("DELTATABLE".to_string(), Arc::new(DeltaTableFactory {}))
-            .build();
-    state.runtime_env().register_parquet_encryption_factory(
+    let runtime = runtime
+        .build_arc()
+        .expect("a runtime with a custom disk manager and a fixed memory pool always builds");
+    runtime.register_parquet_encryption_factory(
         FACTORY_ID,
         Arc::new(KmsEncryptionFactory::new(options.kms.clone())),
     );
-    SessionContext::new_with_state(state).enable_url_table()
+    runtime
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -22,7 +22,8 @@ use super::tls::PeerCertificate;
 use crate::CasError;
 use crate::api::{
     AttestRequest, BytesResponse, ErrorBody, PlatformRequest, RsaDecryptRequest, RsaSignRequest,
-    UnwrapRequest, UnwrapResponse, WrapRequest, WrapResponse,
+    UnwrapRequest, UnwrapResponse, WorkerList, WorkerRegistered, WorkerRegistration, WrapRequest,
+    WrapResponse,
 };
 use crate::cas_evidence;
 use crate::kms::Operation;
@@ -68,6 +69,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/kms/unwrap", post(kms_unwrap))
         .route("/v1/kms/rsa-decrypt", post(kms_rsa_decrypt))
         .route("/v1/kms/rsa-sign", post(kms_rsa_sign))
+        .route(
+            "/v1/workers",
+            post(register_worker)
+                .delete(deregister_worker)
+                .get(list_workers),
+        )
         .route("/v1/audit", get(audit))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
@@ -311,6 +318,58 @@ async fn kms_rsa_sign(
     Ok(Json(BytesResponse {
         value: Zeroizing::new(BASE64.encode(&*out)),
     }))
+}
+
+/// Registers or renews the calling worker's URL (mTLS identity).
+async fn register_worker(
+    State(cas): State<Shared>,
+    Extension(peer): Extension<PeerCertificate>,
+    body: Bytes,
+) -> Result<impl IntoResponse, CasError> {
+    let request: WorkerRegistration = parse(&body)?;
+    blocking(move || {
+        let worker = cas.authenticate(peer.0.as_deref())?;
+        cas.register_worker(&worker, &request.url)
+    })
+    .await?;
+    Ok(Json(WorkerRegistered {
+        ttl_secs: crate::workers::REGISTRATION_TTL.as_secs(),
+    }))
+}
+
+/// Removes the calling worker's URL (mTLS identity).
+async fn deregister_worker(
+    State(cas): State<Shared>,
+    Extension(peer): Extension<PeerCertificate>,
+    body: Bytes,
+) -> Result<impl IntoResponse, CasError> {
+    let request: WorkerRegistration = parse(&body)?;
+    blocking(move || {
+        let worker = cas.authenticate(peer.0.as_deref())?;
+        cas.deregister_worker(&worker, &request.url);
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize)]
+struct WorkersQuery {
+    service: String,
+}
+
+/// The live workers of the caller's policy (mTLS identity) registered as `service`.
+async fn list_workers(
+    State(cas): State<Shared>,
+    Extension(peer): Extension<PeerCertificate>,
+    Query(query): Query<WorkersQuery>,
+) -> Result<impl IntoResponse, CasError> {
+    let workers = blocking(move || {
+        let caller = cas.authenticate(peer.0.as_deref())?;
+        cas.live_workers(&caller, &query.service)
+    })
+    .await?;
+    Ok(Json(WorkerList { workers }))
 }
 
 async fn audit(State(cas): State<Shared>) -> Result<impl IntoResponse, CasError> {
