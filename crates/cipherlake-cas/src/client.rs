@@ -580,19 +580,26 @@ fn error_from_reply(status: StatusCode, bytes: &[u8]) -> CasError {
     let Ok(body) = serde_json::from_slice::<ErrorBody>(bytes) else {
         return CasError::Http(format!("status {status}"));
     };
+    // The message is the server error's full text; the variant adds its prefix back.
+    let bare = |prefix: &str| {
+        body.message
+            .strip_prefix(prefix)
+            .unwrap_or(&body.message)
+            .to_owned()
+    };
     match status {
-        StatusCode::BAD_REQUEST => CasError::BadRequest(body.message),
-        StatusCode::UNAUTHORIZED => CasError::Unauthorized(body.message),
+        StatusCode::BAD_REQUEST => CasError::BadRequest(bare("bad request: ")),
+        StatusCode::UNAUTHORIZED => CasError::Unauthorized(bare("unauthorized: ")),
         StatusCode::FORBIDDEN if !body.reasons.is_empty() => CasError::Denied(body.reasons),
-        StatusCode::FORBIDDEN => CasError::Forbidden(body.message),
-        StatusCode::NOT_FOUND => CasError::NotFound(body.message),
+        StatusCode::FORBIDDEN => CasError::Forbidden(bare("forbidden: ")),
+        StatusCode::NOT_FOUND => CasError::NotFound(bare("not found: ")),
         StatusCode::CONFLICT => match body.current {
             Some(current) => CasError::Stale {
                 message: body.message,
                 current,
                 found: body.found.filter(|f| f != "null"),
             },
-            None => CasError::Conflict(body.message),
+            None => CasError::Conflict(bare("conflict: ")),
         },
         _ => CasError::Http(format!("status {status}: {}", body.message)),
     }

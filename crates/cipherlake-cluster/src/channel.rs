@@ -27,8 +27,9 @@ use url::Url;
 
 use crate::tls::WORKER_SERVER_NAME;
 
-/// Time allowed for the TCP connection and the TLS handshake to a worker.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed for the TCP connection and the TLS handshake to a worker. Generous: a worker
+/// whose threads are saturated by query work answers handshakes late, not never.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// HTTP/2 pings on idle and busy connections, so a worker that vanished without closing its
 /// connection (a crashed host, a partition) fails the query instead of hanging it.
 pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);

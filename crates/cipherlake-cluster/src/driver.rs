@@ -8,7 +8,9 @@ use arc_swap::ArcSwap;
 use cipherlake_engine::session::{SessionOptions, session_builder};
 use datafusion::common::DataFusionError;
 use datafusion::prelude::SessionContext;
-use datafusion_distributed::{DistributedExt, SessionStateBuilderExt, WorkerResolver};
+use datafusion_distributed::{
+    DistributedConfig, DistributedExt, SessionStateBuilderExt, WorkerResolver,
+};
 use url::Url;
 
 use crate::ClusterError;
@@ -70,6 +72,19 @@ pub struct DriverOptions {
     /// Parquet bytes per scan task (smaller spreads small tables over more workers);
     /// datafusion-distributed's default (16 MiB) when `None`.
     pub bytes_per_partition: Option<usize>,
+}
+
+/// A single-process session (as [`cipherlake_engine::session::new_session`]) that accepts the
+/// distributed settings (`SET distributed.…`) and ignores them, so one job file runs in one
+/// process and on workers alike.
+pub fn local_session(session: &SessionOptions) -> SessionContext {
+    let mut state = session_builder(session).build();
+    state
+        .config_mut()
+        .options_mut()
+        .extensions
+        .insert(DistributedConfig::default());
+    SessionContext::new_with_state(state).enable_url_table()
 }
 
 /// A session like [`cipherlake_engine::session::new_session`] whose queries run distributed.

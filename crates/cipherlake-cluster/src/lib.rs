@@ -31,6 +31,6 @@ pub enum ClusterError {
     #[error("distributed session: {0}")]
     Driver(String),
     /// A CAS call failed.
-    #[error("CAS: {0}")]
+    #[error(transparent)]
     Cas(#[from] cipherlake_cas::CasError),
 }

@@ -14,9 +14,14 @@ use crate::driver::WorkerList;
 /// How often a driver refreshes its worker list from the CAS.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
 
+/// `https://host:port`, without the path `/` that [`Url`] adds.
+fn origin(url: &Url) -> &str {
+    url.as_str().trim_end_matches('/')
+}
+
 /// Registers `url` now; fails when the CAS refuses (the caller should not serve then).
 pub async fn register(cas: &CasClient, url: &Url) -> Result<Duration, ClusterError> {
-    Ok(cas.register_worker(url.as_str()).await?)
+    Ok(cas.register_worker(origin(url)).await?)
 }
 
 /// Renews the registration of `url` every third of its TTL until aborted; a failed renewal is
@@ -26,7 +31,7 @@ pub fn keep_registered(cas: CasClient, url: Url, ttl: Duration) -> JoinHandle<()
         let mut every = ttl / 3;
         loop {
             tokio::time::sleep(every).await;
-            match cas.register_worker(url.as_str()).await {
+            match cas.register_worker(origin(&url)).await {
                 Ok(ttl) => every = ttl / 3,
                 Err(e) => {
                     tracing::warn!(%url, error = %e, "renewing the worker registration failed");
@@ -39,7 +44,7 @@ pub fn keep_registered(cas: CasClient, url: Url, ttl: Duration) -> JoinHandle<()
 
 /// Removes the registration of `url` (on shutdown).
 pub async fn deregister(cas: &CasClient, url: &Url) -> Result<(), ClusterError> {
-    Ok(cas.deregister_worker(url.as_str()).await?)
+    Ok(cas.deregister_worker(origin(url)).await?)
 }
 
 /// Sets `list` to the live workers of the caller's policy registered as `service`.

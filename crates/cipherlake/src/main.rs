@@ -62,6 +62,9 @@ enum Command {
     Parquet(cmd::parquet::Args),
     /// Run a SQL job as an attested workload with configuration and keys from the CAS.
     Run(cmd::run::Args),
+    /// Serve plan fragments of distributed jobs as an attested worker (mTLS, CAS-issued
+    /// certificate and KMS rights).
+    Worker(cmd::worker::Args),
     /// Run the whole confidential pipeline on this machine (CAS, LAS, policy, encrypted data,
     /// attested job, encrypted results, audit) and explain what happened.
     Demo(cmd::demo::Args),
@@ -71,7 +74,10 @@ impl Command {
     /// Whether the command runs a job on protected data, so that third-party logs (which carry
     /// plans and literals) stay quiet.
     fn is_confidential(&self) -> bool {
-        matches!(self, Command::Run(_) | Command::Demo(_))
+        matches!(
+            self,
+            Command::Run(_) | Command::Demo(_) | Command::Worker(_)
+        )
     }
 }
 
@@ -90,6 +96,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Parquet(args) => cmd::parquet::run(args).await,
         Command::Run(args) => cmd::run::run(args).await,
         Command::Demo(args) => cmd::demo::run(args).await,
+        Command::Worker(args) => cmd::worker::run(args).await,
     }
 }
 

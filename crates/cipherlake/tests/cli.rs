@@ -8,6 +8,7 @@ mod cli {
     pub mod basics;
     pub mod cas;
     pub mod demo;
+    pub mod distributed;
     pub mod evidence;
     pub mod parquet;
     pub mod run;

@@ -14,4 +14,5 @@ pub mod parquet;
 pub mod policy;
 pub mod run;
 pub mod sql;
+pub mod worker;
 pub mod workload;

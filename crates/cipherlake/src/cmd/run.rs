@@ -9,13 +9,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cipherlake_cas::binding::job_hash;
-use cipherlake_cas::client::CasClient;
+use cipherlake_cas::client::{Attested, CasClient};
+use cipherlake_cluster::driver::{DriverOptions, WorkerList, distributed_session, local_session};
+use cipherlake_cluster::registry;
+use cipherlake_cluster::tls::Identity;
+use cipherlake_cluster::worker::worker_url;
 use cipherlake_engine::job::{Console, Redactor, substitute};
 use cipherlake_engine::output::OutputFormat;
 use cipherlake_engine::script::run_script;
-use cipherlake_engine::session::{SessionOptions, new_session};
+use cipherlake_engine::session::SessionOptions;
 use cipherlake_engine::sqldb::{CasKeyStore, DatabaseSpec, KeyStores, register_database};
 use cipherlake_engine::stores::StoreConfig;
+use datafusion::prelude::SessionContext;
 
 use super::cas::CasConnection;
 use super::workload::{WorkloadArgs, cas_kms};
@@ -36,11 +41,123 @@ pub struct Args {
     cas: CasConnection,
     #[command(flatten)]
     workload: WorkloadArgs,
+    #[command(flatten)]
+    distribution: DistributionArgs,
     /// Output format for result rows (when the policy lets the job print them).
     #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
     format: String,
     /// The job: a SQL script.
     job: PathBuf,
+}
+
+/// Where a job's stages run: in this process, or on attested workers.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DistributionArgs {
+    /// Run the job's stages on these attested workers (HOST:PORT, comma-separated); they must
+    /// be workers of the job's policy (their certificates are checked on every connection).
+    #[arg(
+        long,
+        value_name = "HOST:PORT,...",
+        value_delimiter = ',',
+        conflicts_with = "workers_from_cas"
+    )]
+    pub workers: Vec<String>,
+    /// Run the job's stages on the live workers the CAS lists for the job's policy (the list
+    /// is followed while the job runs).
+    #[arg(long)]
+    pub workers_from_cas: bool,
+    /// The service of the policy the workers attest as.
+    #[arg(long, value_name = "SERVICE", default_value = super::worker::DEFAULT_WORKER_SERVICE)]
+    pub worker_service: String,
+}
+
+impl DistributionArgs {
+    /// Everything in this process.
+    pub fn local() -> Self {
+        DistributionArgs {
+            workers: Vec::new(),
+            workers_from_cas: false,
+            worker_service: super::worker::DEFAULT_WORKER_SERVICE.to_owned(),
+        }
+    }
+
+    /// On the live workers the CAS lists.
+    pub fn from_cas() -> Self {
+        DistributionArgs {
+            workers_from_cas: true,
+            ..Self::local()
+        }
+    }
+
+    /// The session a job of `attested` runs in, and the task following the CAS's worker
+    /// list (aborted when dropped).
+    async fn session(
+        &self,
+        cas: &CasClient,
+        attested: &Attested,
+        options: &SessionOptions,
+    ) -> anyhow::Result<(SessionContext, Option<AbortOnDrop>)> {
+        if self.workers.is_empty() && !self.workers_from_cas {
+            return Ok((local_session(options), None));
+        }
+        let workers = WorkerList::default();
+        let follower = if self.workers_from_cas {
+            let cas = cas.with_identity(attested)?;
+            let found = registry::refresh(&cas, &self.worker_service, &workers).await?;
+            if found == 0 {
+                anyhow::bail!(
+                    "the CAS lists no live {:?} workers of policy {:?}; start some with `cipherlake worker`",
+                    self.worker_service,
+                    attested.policy
+                );
+            }
+            Some(AbortOnDrop(registry::follow_workers(
+                cas,
+                self.worker_service.clone(),
+                workers.clone(),
+            )))
+        } else {
+            workers.set(
+                self.workers
+                    .iter()
+                    .map(|w| parse_worker(w))
+                    .collect::<anyhow::Result<_>>()?,
+            );
+            None
+        };
+        tracing::info!(workers = ?workers, "distributing the job");
+        let driver = DriverOptions {
+            identity: Identity::from_attested(attested)?,
+            workers,
+            worker_services: vec![self.worker_service.clone()],
+            bytes_per_partition: None,
+        };
+        Ok((distributed_session(options, &driver)?, follower))
+    }
+}
+
+/// A background task stopped when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A worker address: `HOST:PORT` or `https://HOST:PORT`.
+fn parse_worker(text: &str) -> anyhow::Result<url::Url> {
+    let bad = || anyhow::anyhow!("--workers: {text:?} is not HOST:PORT");
+    let address = text.trim().strip_prefix("https://").unwrap_or(text.trim());
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 || host.contains('/') {
+        return Err(bad());
+    }
+    Ok(worker_url(
+        host.trim_start_matches('[').trim_end_matches(']'),
+        port,
+    ))
 }
 
 /// Released environment variables `DATABASE_NAME=URL` register the SQL database at URL as the
@@ -68,6 +185,7 @@ pub struct JobReport {
 pub async fn run_job(
     cas: &CasClient,
     workload: &WorkloadArgs,
+    distribution: &DistributionArgs,
     job: &[u8],
     format: OutputFormat,
     out: &mut dyn Write,
@@ -83,11 +201,12 @@ pub async fn run_job(
     let script = substitute(script, env)?;
     let stores = StoreConfig::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let kms = cas_kms(cas, &attested)?;
-    let ctx = new_session(&SessionOptions {
+    let options = SessionOptions {
         kms: Some(kms),
         stores,
         ..SessionOptions::default()
-    });
+    };
+    let (ctx, _follower) = distribution.session(cas, &attested, &options).await?;
     let key_stores =
         KeyStores::default().with(Arc::new(CasKeyStore::new(cas.with_identity(&attested)?)));
     for (variable, url) in env {
@@ -132,7 +251,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let format: OutputFormat = args.format.parse().map_err(anyhow::Error::msg)?;
     let cas = args.cas.client()?;
     let stdout = std::io::stdout();
-    let report = run_job(&cas, &args.workload, &job, format, &mut stdout.lock()).await?;
+    let report = run_job(
+        &cas,
+        &args.workload,
+        &args.distribution,
+        &job,
+        format,
+        &mut stdout.lock(),
+    )
+    .await?;
     eprintln!(
         "job {} ran as an attested workload (policy version {}): attestation and release {:.0} ms, {} statement(s) in {:.0} ms, console: {}",
         report.job_hash,

@@ -20,7 +20,7 @@ impl Drop for Background {
 }
 
 /// Starts `cipherlake ARGS` in the background; its stderr goes to `stderr`.
-fn spawn(args: &[&str], stderr: impl Into<Stdio>) -> Background {
+pub fn spawn(args: &[&str], stderr: impl Into<Stdio>) -> Background {
     Background(
         Command::new(env!("CARGO_BIN_EXE_cipherlake"))
             .args(args)
@@ -33,7 +33,7 @@ fn spawn(args: &[&str], stderr: impl Into<Stdio>) -> Background {
 }
 
 /// Waits (bounded) until `ready` holds.
-fn wait_for(what: &str, ready: impl Fn() -> bool) {
+pub fn wait_for(what: &str, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready() {
         assert!(
@@ -44,7 +44,7 @@ fn wait_for(what: &str, ready: impl Fn() -> bool) {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

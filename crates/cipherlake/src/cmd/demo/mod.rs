@@ -18,7 +18,8 @@ use cipherlake_engine::encryption::{EncryptionSpec, parse_column_keys};
 use cipherlake_engine::output::OutputFormat;
 
 use super::count::parse_count;
-use super::run::run_job;
+use super::run::{DistributionArgs, run_job};
+use super::worker::{AttestedWorker, ServeArgs};
 use super::workload::{WorkloadArgs, cas_kms};
 use report::{Phase, Report};
 use services::Services;
@@ -42,6 +43,11 @@ pub struct Args {
     /// Worker threads [default: number of cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// Run the job's stages on this many attested workers (started in this process on
+    /// loopback, each attesting as the policy's worker service and serving over mTLS); 0 runs
+    /// the job in the driver alone.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    workers: usize,
 }
 
 /// Runs `cipherlake demo`.
@@ -68,18 +74,34 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             services.las_socket.display()
         ),
     ));
-    let result = pipeline(&services, &workdir, args.rows, threads, &mut report).await;
+    let result = pipeline(
+        &services,
+        &workdir,
+        &Scale {
+            rows: args.rows,
+            threads,
+            workers: args.workers,
+        },
+        &mut report,
+    )
+    .await;
     services.stop().await;
     result?;
     report.print();
     Ok(())
 }
 
+/// How big the demo runs.
+struct Scale {
+    rows: u64,
+    threads: usize,
+    workers: usize,
+}
+
 async fn pipeline(
     services: &Services,
     workdir: &Path,
-    rows: u64,
-    threads: usize,
+    scale: &Scale,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let cas = &services.cas;
@@ -124,35 +146,69 @@ async fn pipeline(
 
     // The custodian's ingest tool: generate the trips encrypted with CAS-held keys.
     let started = Instant::now();
-    let detail = ingest(services, workdir, &taxi, rows, threads).await?;
+    let detail = ingest(services, workdir, &taxi, scale.rows, scale.threads).await?;
     report.phase(Phase::new(
         "custodian: generate and encrypt taxi trips",
         started.elapsed(),
         detail,
     ));
 
+    // Attested workers, when the job is distributed.
+    let started = Instant::now();
+    let workers = start_workers(services, scale.workers).await?;
+    if !workers.is_empty() {
+        report.phase(Phase::new(
+            "operator: start attested workers",
+            started.elapsed(),
+            format!(
+                "{} workers on loopback ({}), each attested as {}/worker, mTLS with CAS-issued certificates, registered with the CAS",
+                workers.len(),
+                workers
+                    .iter()
+                    .map(|w| w.url.as_str().trim_end_matches('/'))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                policy::NAME
+            ),
+        ));
+    }
+
     // The engineer's job, as an attested driver.
     std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     let started = Instant::now();
     let mut console = Vec::new();
+    let distribution = if workers.is_empty() {
+        DistributionArgs::local()
+    } else {
+        DistributionArgs::from_cas()
+    };
     let job_report = run_job(
         cas,
         &workload(services, "driver"),
+        &distribution,
         JOB.as_bytes(),
         OutputFormat::Table,
         &mut console,
     )
     .await
-    .context("the analytics job")?;
+    .context("the analytics job");
+    for worker in workers {
+        worker.stop().await?;
+    }
+    let job_report = job_report?;
     report.attestation = job_report.attestation;
     report.console = String::from_utf8_lossy(&console).into_owned();
     report.phase(Phase::new(
         "engineer: attested analytics job",
         started.elapsed(),
         format!(
-            "{} statements in {:.0} ms after {:.0} ms of attestation and key release; console: {}",
+            "{} statements in {:.0} ms {} after {:.0} ms of attestation and key release; console: {}",
             job_report.statements,
             job_report.execution.as_secs_f64() * 1e3,
+            match scale.workers {
+                0 => "in the driver".to_owned(),
+                n => format!("on {n} workers"),
+            },
             job_report.attestation.as_secs_f64() * 1e3,
             job_report.console.as_str()
         ),
@@ -187,6 +243,32 @@ fn workload(services: &Services, service: &str) -> WorkloadArgs {
         service: Some(service.to_string()),
         las_socket: services.las_socket.clone(),
     }
+}
+
+/// Starts `count` attested workers in this process, on loopback.
+async fn start_workers(services: &Services, count: usize) -> anyhow::Result<Vec<AttestedWorker>> {
+    let serve = ServeArgs {
+        listen: ([127, 0, 0, 1], 0).into(),
+        advertise: None,
+        clients: vec!["driver".to_owned()],
+        memory_limit: None,
+        spill_dir: None,
+    };
+    let mut workers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started =
+            AttestedWorker::start(&services.cas, &workload(services, "worker"), &serve).await;
+        match started {
+            Ok(worker) => workers.push(worker),
+            Err(e) => {
+                for worker in workers {
+                    let _ = worker.stop().await;
+                }
+                return Err(e.context("starting a worker"));
+            }
+        }
+    }
+    Ok(workers)
 }
 
 /// Generates the encrypted trips unless the same number of rows was generated for this CAS.

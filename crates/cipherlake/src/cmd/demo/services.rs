@@ -25,12 +25,22 @@ pub struct Services {
     platform: PlatformPublicKey,
     server: ServerHandle,
     las: tokio::task::JoinHandle<()>,
+    /// The runtime the CAS and the LAS run on: their own, so that workloads of this process
+    /// blocking their threads on KMS calls (the Parquet key retriever is synchronous) can
+    /// never starve the CAS that answers those calls.
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Services {
     /// Starts the LAS (creating its platform key on first use) and the CAS (creating its state
     /// on first use), and registers the LAS platform key with the CAS.
     pub async fn start(workdir: &Path) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("demo-services")
+            .enable_all()
+            .build()
+            .context("starting the services' runtime")?;
         let key_file = workdir.join("las/platform.key");
         if !key_file.exists() {
             create_private_dir(&workdir.join("las"))?;
@@ -39,15 +49,23 @@ impl Services {
         let key = load_key(&key_file)?;
         let platform = key.public_key();
         let las_socket = workdir.join("las.sock");
-        let las = Las::bind(key, &las_socket)?;
-        let las = tokio::spawn(async move {
+        let las = {
+            let _guard = runtime.enter();
+            Las::bind(key, &las_socket)?
+        };
+        let las = runtime.spawn(async move {
             if let Err(e) = las.run().await {
                 tracing::error!(error = %e, "the demo LAS stopped");
             }
         });
         let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let server = cipherlake_cas::server::start(Config::new(workdir.join("cas")), listen)
+        let server = runtime
+            .spawn(cipherlake_cas::server::start(
+                Config::new(workdir.join("cas")),
+                listen,
+            ))
             .await
+            .context("the CAS start task failed")?
             .context("starting the CAS")?;
         let url = format!("https://{}", server.addr);
         let cas = CasClient::new(&url, fingerprint(&server.tls_cert_der))?;
@@ -66,6 +84,7 @@ impl Services {
             platform,
             server,
             las,
+            runtime,
         })
     }
 
@@ -84,9 +103,11 @@ impl Services {
 
     /// Stops the CAS (draining requests) and the LAS.
     pub async fn stop(self) {
-        self.server.shutdown().await;
+        let server = self.server;
+        let _ = self.runtime.spawn(server.shutdown()).await;
         self.las.abort();
         let _ = std::fs::remove_file(&self.las_socket);
+        self.runtime.shutdown_background();
     }
 }
 

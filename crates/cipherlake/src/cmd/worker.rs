@@ -1,0 +1,154 @@
+//! `cipherlake worker`: an attested worker. It attests as the policy's worker service,
+//! receives its certificate, configuration and KMS rights from the CAS, serves plan fragments
+//! over mTLS, and keeps its URL registered with the CAS while it runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cipherlake_cas::client::CasClient;
+use cipherlake_cluster::registry;
+use cipherlake_cluster::tls::Identity;
+use cipherlake_cluster::worker::{WorkerHandle, WorkerOptions, serve, worker_url};
+use cipherlake_engine::session::SessionOptions;
+use cipherlake_engine::stores::StoreConfig;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use super::cas::{CasConnection, shutdown_signal};
+use super::workload::{WorkloadArgs, cas_kms};
+
+/// Serve plan fragments of distributed jobs as an attested worker.
+///
+/// The worker attests as --policy/--service (default service: worker) and refuses to start
+/// when attestation fails. It then accepts mTLS connections only from workloads of the same
+/// policy naming one of the --clients services, reads encrypted Parquet through the CAS KMS
+/// with its own certificate, encrypts its spill files, and registers its URL with the CAS
+/// (renewed every few seconds) so drivers started with --workers-from-cas find it. SIGTERM or
+/// SIGINT deregisters it and stops it.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    cas: CasConnection,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// Where and how a worker serves.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// The host name or IP address drivers reach this worker at [default: the listen IP].
+    #[arg(long, value_name = "HOST")]
+    pub advertise: Option<String>,
+    /// Services of the policy that may send work and read streams (comma-separated); the
+    /// worker's own service is always admitted, for worker-to-worker streams.
+    #[arg(
+        long,
+        value_name = "SERVICES",
+        value_delimiter = ',',
+        default_value = "driver"
+    )]
+    pub clients: Vec<String>,
+    /// Memory limit for query execution in MiB (beyond it operators spill, encrypted).
+    #[arg(long, value_name = "MIB")]
+    pub memory_limit: Option<usize>,
+    /// Directory for the encrypted spill files [default: the system temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+}
+
+/// The service a worker attests as when none is given.
+pub const DEFAULT_WORKER_SERVICE: &str = "worker";
+
+/// A worker that attested, serves and is registered with the CAS.
+pub struct AttestedWorker {
+    /// Its URL.
+    pub url: Url,
+    server: WorkerHandle,
+    cas: CasClient,
+    renewal: JoinHandle<()>,
+}
+
+impl AttestedWorker {
+    /// Attests as `workload`, then serves as [`ServeArgs`] say and registers with the CAS.
+    pub async fn start(
+        cas: &CasClient,
+        workload: &WorkloadArgs,
+        args: &ServeArgs,
+    ) -> anyhow::Result<Self> {
+        let mut workload = workload.clone();
+        workload
+            .service
+            .get_or_insert_with(|| DEFAULT_WORKER_SERVICE.to_owned());
+        let attested = workload
+            .attest(cas, None)
+            .await
+            .context("the worker cannot start without a successful attestation")?;
+        let identity = Identity::from_attested(&attested)?;
+        let env = &attested.config.env;
+        let stores = StoreConfig::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let mut clients = args.clients.clone();
+        clients.push(identity.service().to_owned());
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let options = WorkerOptions {
+            session: SessionOptions {
+                kms: Some(cas_kms(cas, &attested)?),
+                stores,
+                memory_limit: args.memory_limit.map(|mib| mib * 1024 * 1024),
+                spill_dir: args.spill_dir.clone(),
+                ..SessionOptions::default()
+            },
+            workers: vec![identity.service().to_owned()],
+            identity,
+            clients,
+        };
+        let server = serve(listener, options)?;
+        let host = args
+            .advertise
+            .clone()
+            .unwrap_or_else(|| args.listen.ip().to_string());
+        let url = worker_url(&host, server.addr.port());
+        let cas = cas.with_identity(&attested)?;
+        let ttl = registry::register(&cas, &url)
+            .await
+            .with_context(|| format!("registering {url} with the CAS"))?;
+        let renewal = registry::keep_registered(cas.clone(), url.clone(), ttl);
+        Ok(AttestedWorker {
+            url,
+            server,
+            cas,
+            renewal,
+        })
+    }
+
+    /// Deregisters from the CAS and stops serving.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.renewal.abort();
+        if let Err(e) = registry::deregister(&self.cas, &self.url).await {
+            tracing::warn!(error = %e, "deregistering from the CAS failed");
+        }
+        self.server.stop().await?;
+        Ok(())
+    }
+}
+
+/// Runs `cipherlake worker`.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let cas = args.cas.client()?;
+    let worker = AttestedWorker::start(&cas, &args.workload, &args.serve).await?;
+    println!("worker {} serving", worker.url);
+    eprintln!(
+        "worker {} attested and registered with the CAS; SIGTERM or Ctrl-C stops it",
+        worker.url
+    );
+    let signal = shutdown_signal().await?;
+    eprintln!("{signal}: deregistering and stopping");
+    worker.stop().await
+}

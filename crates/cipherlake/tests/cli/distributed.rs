@@ -1,0 +1,329 @@
+//! Distributed runs through the binary: attested `cipherlake worker` processes, `run
+//! --workers` and `--workers-from-cas` giving the single-process results, a worker whose
+//! attestation is refused, a worker killed mid-query (the job fails in bounded time naming it)
+//! and restarted (it re-attests and the next job succeeds), and no canary in any log or file.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::run::{files, sha256_hex};
+use super::testbed::{Background, Testbed, path};
+
+const SECRET: &str = "canary-secret-77c4";
+const DATA: &str = "canary-data-0a9e";
+
+/// The job: results compared between runs.
+const JOB: &str = "SET distributed.file_scan_config_bytes_per_partition = 65536;\n\
+CREATE EXTERNAL TABLE trips STORED AS PARQUET LOCATION '${TRIPS}';\n\
+CREATE EXTERNAL TABLE people STORED AS PARQUET LOCATION '${PEOPLE}';\n\
+SELECT VendorID, count(*), round(sum(total_amount), 2) FROM trips WHERE CAST(VendorID AS VARCHAR) <> '${VENDOR}' GROUP BY 1 ORDER BY 1;\n\
+SELECT passenger_count, CAST(round(trip_distance) AS INT) AS d, count(*) AS c FROM trips GROUP BY 1, 2 ORDER BY c DESC, 1, 2 LIMIT 5;\n\
+SELECT name, count(*) FROM people GROUP BY name ORDER BY name;\n";
+
+/// A job whose work is on the workers for several seconds (in a debug build): four salted
+/// chains of 30 nested SHA-256 per row, in the scan stage; the driver only sums counts.
+fn heavy_job() -> String {
+    let conjuncts: Vec<String> = (0..4)
+        .map(|salt| {
+            let mut e = format!("concat(CAST(tpep_pickup_datetime AS VARCHAR), '{salt}')");
+            for _ in 0..30 {
+                e = format!("sha256({e})");
+            }
+            format!("{e} <> sha256('')")
+        })
+        .collect();
+    format!(
+        "SET distributed.file_scan_config_bytes_per_partition = 65536;\n\
+         CREATE EXTERNAL TABLE trips STORED AS PARQUET LOCATION '${{TRIPS}}';\n\
+         SELECT count(*) FROM trips WHERE {};\n",
+        conjuncts.join(" AND ")
+    )
+}
+
+fn policy(bed: &Testbed, worker_measurement: &str) -> String {
+    let d = bed.dir.path();
+    format!(
+        "apiVersion: cipherlake/v1\nname: fleet\npredecessor: null\nowners: [{owner}]\n\
+         attestation:\n  tees: [sim]\n\
+         services:\n\
+         \x20 ingest:\n    measurements: [sha384:{m}]\n    kms_keys: [data-key]\n\
+         \x20 driver:\n    measurements: [sha384:{m}]\n    jobs: [sha256:{job}, sha256:{heavy}]\n\
+         \x20   env:\n      TRIPS: \"{trips}\"\n      PEOPLE: \"{people}\"\n      VENDOR: \"{{{{ secret.vendor }}}}\"\n\
+         \x20   kms_keys: [data-key]\n    console: full\n\
+         \x20 worker:\n    measurements: [sha384:{worker_measurement}]\n    kms_keys: [data-key]\n\
+         secrets:\n  vendor: {{ kind: ascii, value: \"{SECRET}\" }}\n\
+         \x20 data-key: {{ kind: aes-256, generate: true }}\n",
+        owner = bed.owner,
+        m = bed.measurement,
+        job = sha256_hex(JOB.as_bytes()),
+        heavy = sha256_hex(heavy_job().as_bytes()),
+        trips = d.join("trips").display(),
+        people = d.join("people").display(),
+    )
+}
+
+/// A worker process and the URL it printed.
+struct Worker {
+    url: String,
+    process: Background,
+}
+
+/// Starts `cipherlake -vv worker` (stderr to `log`); waits for its URL line.
+fn start_worker(bed: &Testbed, listen: &str, log: &Path) -> Result<Worker, String> {
+    let log_file = std::fs::File::create(log).unwrap();
+    let mut child: Child = bed
+        .command(&[
+            "-vv",
+            "worker",
+            "--cas",
+            &bed.url,
+            "--policy",
+            "fleet",
+            "--listen",
+            listen,
+            "--memory-limit",
+            "32",
+            "--spill-dir",
+            path(&bed.dir.path().join("spill")),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    match line
+        .strip_prefix("worker ")
+        .and_then(|l| l.strip_suffix(" serving\n"))
+    {
+        Some(url) => Ok(Worker {
+            url: url.trim_end_matches('/').to_owned(),
+            process: Background(child),
+        }),
+        None => {
+            let status = child.wait().unwrap();
+            Err(format!(
+                "{status}: {}",
+                std::fs::read_to_string(log).unwrap()
+            ))
+        }
+    }
+}
+
+fn host_port(url: &str) -> &str {
+    url.strip_prefix("https://").unwrap()
+}
+
+/// Runs `job` as the driver with `extra` flags; returns (success, stdout, stderr).
+fn run_job(bed: &Testbed, job: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "run",
+        "-vv",
+        "--cas",
+        &bed.url,
+        "--policy",
+        "fleet",
+        "--service",
+        "driver",
+    ];
+    args.extend(extra);
+    args.push(path(job));
+    let out = bed.command(&args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Generates the encrypted data as the ingest service.
+fn ingest(bed: &Testbed) {
+    let d = bed.dir.path();
+    let kms = format!("cas:{}", bed.url);
+    let ingest = [
+        "--kms",
+        &kms,
+        "--policy",
+        "fleet",
+        "--service",
+        "ingest",
+        "--footer-key",
+        "data-key",
+    ];
+    let trips = d.join("trips");
+    let mut args = vec![
+        "datagen",
+        "taxi",
+        "--rows",
+        "200k",
+        "--files",
+        "4",
+        "--out",
+        path(&trips),
+        "--encrypt",
+    ];
+    args.extend(ingest);
+    let out = bed.command(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = d.join("people-plain.parquet");
+    super::support::ok(&[
+        "sql",
+        &format!(
+            "COPY (SELECT '{DATA}' AS name FROM generate_series(1, 3) UNION ALL SELECT 'bob') TO '{}' STORED AS PARQUET",
+            plain.display()
+        ),
+    ]);
+    std::fs::create_dir_all(d.join("people")).unwrap();
+    let people = d.join("people/part-0.parquet");
+    let mut args = vec![
+        "parquet",
+        "encrypt",
+        "--in",
+        path(&plain),
+        "--out",
+        path(&people),
+    ];
+    args.extend(ingest);
+    let out = bed.command(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&plain).unwrap();
+}
+
+#[test]
+fn workers_run_jobs_like_one_process_and_fail_cleanly() {
+    let bed = Testbed::start();
+    let d = bed.dir.path();
+    std::fs::create_dir_all(d.join("spill")).unwrap();
+    bed.apply("fleet.yaml", &policy(&bed, &bed.measurement));
+    ingest(&bed);
+    let job = d.join("job.sql");
+    std::fs::write(&job, JOB).unwrap();
+    let heavy = d.join("heavy.sql");
+    std::fs::write(&heavy, heavy_job()).unwrap();
+
+    let w1 = start_worker(&bed, "127.0.0.1:0", &d.join("worker-1.log")).unwrap();
+    let w2 = start_worker(&bed, "127.0.0.1:0", &d.join("worker-2.log")).unwrap();
+
+    // Single process, a fixed list, and the CAS's list give the same results.
+    let (success, single, stderr) = run_job(&bed, &job, &[]);
+    assert!(success, "{stderr}");
+    assert!(
+        single.contains(DATA),
+        "the full console shows the rows: {single}"
+    );
+    let list = format!("{},{}", host_port(&w1.url), host_port(&w2.url));
+    let (success, listed, stderr) = run_job(&bed, &job, &["--workers", &list]);
+    assert!(success, "{stderr}");
+    assert_eq!(single, listed);
+    let (success, followed, stderr) = run_job(&bed, &job, &["--workers-from-cas"]);
+    assert!(success, "{stderr}");
+    assert_eq!(single, followed);
+    let audit = bed.audit_log();
+    let worker_unwraps = audit
+        .lines()
+        .filter(|l| l.contains("\"service\":\"worker\"") && l.contains("\"op\":\"unwrap\""))
+        .count();
+    assert!(
+        worker_unwraps > 0,
+        "the workers unwrap data keys with their own certificates: {audit}"
+    );
+
+    // A worker killed mid-query: the job fails within a bounded time, naming a worker.
+    let mut heavy_run = bed
+        .command(&[
+            "run",
+            "-vv",
+            "--cas",
+            &bed.url,
+            "--policy",
+            "fleet",
+            "--service",
+            "driver",
+            "--workers",
+            &list,
+            path(&heavy),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        heavy_run.try_wait().unwrap().is_none(),
+        "the heavy query is still running"
+    );
+    let Worker {
+        url: killed,
+        process: mut victim,
+    } = w1;
+    victim.0.kill().unwrap();
+    let killed_at = Instant::now();
+    let status = loop {
+        if let Some(status) = heavy_run.try_wait().unwrap() {
+            break status;
+        }
+        if killed_at.elapsed() > Duration::from_secs(60) {
+            let _ = heavy_run.kill();
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut heavy_run.stderr.take().unwrap(), &mut stderr)
+                .unwrap();
+            panic!("the driver hangs after a worker died:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut heavy_run.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("worker https://127.0.0.1:"), "{stderr}");
+    eprintln!(
+        "killed worker {killed}: the job failed after {:?}",
+        killed_at.elapsed()
+    );
+
+    // Restarted on its port, the worker re-attests, registers, and the next job succeeds.
+    let w1 = start_worker(&bed, host_port(&killed), &d.join("worker-1b.log")).unwrap();
+    assert_eq!(w1.url, killed);
+    let (success, again, stderr) = run_job(&bed, &job, &["--workers", &list]);
+    assert!(success, "{stderr}");
+    assert_eq!(single, again);
+
+    // No canary in any file written (logs, CAS state, spills); the policy is the custodian's.
+    drop((w1, w2));
+    for file in files(d).into_iter().filter(|f| !f.ends_with("fleet.yaml")) {
+        let bytes = std::fs::read(&file).unwrap();
+        for canary in [SECRET, DATA] {
+            assert!(
+                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                "{} contains {canary}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_worker_whose_attestation_is_refused_does_not_start() {
+    let bed = Testbed::start();
+    bed.apply("fleet.yaml", &policy(&bed, &"0".repeat(96)));
+    let err = start_worker(&bed, "127.0.0.1:0", &bed.dir.path().join("worker.log"))
+        .err()
+        .expect("the worker must not start");
+    assert!(err.contains("exit status: 1"), "{err}");
+    assert!(
+        err.contains("the worker cannot start without a successful attestation")
+            && err.contains("measurement"),
+        "{err}"
+    );
+}
