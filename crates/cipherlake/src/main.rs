@@ -62,6 +62,9 @@ enum Command {
     Parquet(cmd::parquet::Args),
     /// Run a SQL job as an attested workload with configuration and keys from the CAS.
     Run(cmd::run::Args),
+    /// Start or stop a local cluster for development: a CAS, a LAS and N attested workers on
+    /// loopback.
+    Cluster(cmd::cluster::Args),
     /// Serve plan fragments of distributed jobs as an attested worker (mTLS, CAS-issued
     /// certificate and KMS rights).
     Worker(cmd::worker::Args),
@@ -97,6 +100,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Run(args) => cmd::run::run(args).await,
         Command::Demo(args) => cmd::demo::run(args).await,
         Command::Worker(args) => cmd::worker::run(args).await,
+        Command::Cluster(args) => cmd::cluster::run(args).await,
     }
 }
 

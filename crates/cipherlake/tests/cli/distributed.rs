@@ -327,3 +327,106 @@ fn a_worker_whose_attestation_is_refused_does_not_start() {
         "{err}"
     );
 }
+
+/// Stops the cluster in a workdir when dropped (also when the test fails).
+struct ClusterGuard<'a>(&'a Path);
+
+impl Drop for ClusterGuard<'_> {
+    fn drop(&mut self) {
+        let _ = super::support::cipherlake(&["cluster", "down", "--workdir", path(self.0)]);
+    }
+}
+
+#[test]
+fn cluster_up_serves_jobs_and_down_stops_every_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let workdir = d.join("cluster");
+    let job = d.join("job.sql");
+    std::fs::write(
+        &job,
+        "SET distributed.file_scan_config_bytes_per_partition = 4096;\n\
+         SELECT name, count(*) AS n FROM 'people' GROUP BY name ORDER BY name;\n",
+    )
+    .unwrap();
+    super::support::ok(&[
+        "sql",
+        &format!(
+            "COPY (SELECT CASE WHEN i % 3 = 0 THEN 'ann' ELSE 'bob' END AS name FROM generate_series(1, 3000) AS t(i)) TO '{}' STORED AS PARQUET",
+            d.join("people/part-0.parquet").display()
+        ),
+    ]);
+    let _guard = ClusterGuard(&workdir);
+    let up = super::support::ok(&[
+        "cluster",
+        "up",
+        "--workers",
+        "2",
+        "--workdir",
+        path(&workdir),
+        "--job",
+        path(&job),
+    ]);
+    assert_eq!(
+        up.matches("attested as local-cluster/worker").count(),
+        2,
+        "{up}"
+    );
+    let again = super::support::cipherlake(&["cluster", "up", "--workdir", path(&workdir)]);
+    assert!(
+        !again.status.success(),
+        "a second cluster in the same workdir is refused"
+    );
+
+    // The environment `up` wrote is all a driver needs.
+    let env = std::fs::read_to_string(workdir.join("cluster.env")).unwrap();
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_cipherlake"));
+    run.args(["run", "--workers-from-cas", path(&job)])
+        .current_dir(d)
+        .env_remove("RUST_LOG");
+    for line in env.lines() {
+        let (name, value) = line
+            .strip_prefix("export ")
+            .unwrap()
+            .split_once('=')
+            .unwrap();
+        run.env(name, value);
+    }
+    let out = run.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| ann  | 1000 |") && stdout.contains("| bob  | 2000 |"),
+        "{stdout}"
+    );
+
+    let list: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(workdir.join("cluster.json")).unwrap()).unwrap();
+    let pids: Vec<u64> = list["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 4, "LAS, CAS and two workers");
+    let down = super::support::ok(&["cluster", "down", "--workdir", path(&workdir)]);
+    assert!(down.contains("stopped (4 processes)"), "{down}");
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty()
+                || stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap()
+                    .trim_start()
+                    .starts_with('Z'),
+            "process {pid} still runs"
+        );
+    }
+    assert!(!workdir.join("cluster.json").exists());
+}

@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use cipherlake_attest::las::{Las, init_key, load_key, request_report};
+use cipherlake_attest::las::{Las, init_key, load_key};
 use cipherlake_attest::sim::PlatformPublicKey;
-use cipherlake_attest::{Verifier, VerifyOptions};
 use cipherlake_cas::client::{CasClient, fingerprint};
 use cipherlake_cas::server::ServerHandle;
 use cipherlake_cas::service::Config;
@@ -92,13 +91,7 @@ impl Services {
     /// verified report, so the LAS hashes the executable once and serves every later
     /// attestation of this process from its cache.
     pub async fn measurement(&self) -> anyhow::Result<String> {
-        let evidence = request_report(&self.las_socket, &[0; 64]).await?;
-        let now = std::time::SystemTime::now();
-        let claims = Verifier::new()
-            .with_sim_platform_key(self.platform)
-            .verify(&evidence, &VerifyOptions::at_system_time(now))
-            .context("verifying the LAS's report")?;
-        Ok(hex::encode(claims.measurement))
+        crate::cmd::generated_policy::measurement(&self.las_socket, self.platform).await
     }
 
     /// Stops the CAS (draining requests) and the LAS.
