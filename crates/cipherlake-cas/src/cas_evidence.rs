@@ -29,7 +29,7 @@ use crate::CasError;
 use crate::api::{CasEvidenceRequest, CasEvidenceResponse, EvidenceBody};
 use crate::binding::NONCE_LEN;
 use crate::client::{attester_evidence, fingerprint};
-use crate::server::tls::{ServerCertCheck, ServerCertPolicy};
+use crate::server::tls::{PeerCertPolicy, ServerCertCheck};
 
 /// Domain separation prefix of the CAS's report data.
 pub const DOMAIN: &[u8] = b"cipherlake-cas-evidence-v1\0";
@@ -187,7 +187,7 @@ impl CertRecorder {
     }
 }
 
-impl ServerCertPolicy for CertRecorder {
+impl PeerCertPolicy for CertRecorder {
     fn accept(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         self.seen
             .lock()

@@ -34,7 +34,7 @@ use crate::api::{
 use crate::audit::Export;
 use crate::binding::{NONCE_LEN, report_data};
 use crate::seal::HpkeKeyPair;
-use crate::server::tls::{ServerCertCheck, ServerCertPolicy};
+use crate::server::tls::{PeerCertPolicy, ServerCertCheck};
 
 /// SHA-256 of a certificate's DER: the pin of the CAS certificate.
 pub fn fingerprint(cert_der: &[u8]) -> [u8; 32] {
@@ -74,7 +74,7 @@ struct PinnedCert {
     pin: [u8; 32],
 }
 
-impl ServerCertPolicy for PinnedCert {
+impl PeerCertPolicy for PinnedCert {
     fn accept(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         if bool::from(fingerprint(end_entity).ct_eq(&self.pin)) {
             Ok(())
@@ -409,6 +409,15 @@ impl CasClient {
 
     /// The live workers of this workload's policy registered as `service` (needs an identity).
     pub async fn workers(&self, service: &str) -> Result<Vec<String>, CasError> {
+        if service.is_empty()
+            || !service
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(CasError::BadRequest(format!(
+                "{service:?} is not a service name"
+            )));
+        }
         let path = format!("/v1/workers?service={service}");
         let reply: crate::api::WorkerList =
             self.call::<(), _>(Method::GET, &path, None, None).await?;
@@ -485,7 +494,7 @@ pub(crate) fn tls_client_config(
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<rustls::ClientConfig, CasError> {
     let builder = rustls::ClientConfig::builder_with_provider(crate::server::tls::provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| CasError::Crypto(format!("TLS configuration: {e}")))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);

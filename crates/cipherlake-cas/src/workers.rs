@@ -15,8 +15,9 @@ pub const REGISTRATION_TTL: Duration = Duration::from_secs(15);
 /// Longest accepted worker URL.
 const MAX_URL_LEN: usize = 256;
 
-/// Most live registrations per policy (a misbehaving worker cannot grow the table unboundedly).
-const MAX_PER_POLICY: usize = 1024;
+/// Most live registrations per service of a policy: a misbehaving workload can neither grow
+/// the table without bound nor crowd out another service's workers.
+const MAX_PER_SERVICE: usize = 256;
 
 #[derive(Debug, Clone)]
 struct Registration {
@@ -43,10 +44,14 @@ impl WorkerRegistry {
         let mut policies = self.lock();
         let workers = policies.entry(worker.policy.clone()).or_default();
         workers.retain(|_, r| r.expires > now);
-        if !workers.contains_key(url) && workers.len() >= MAX_PER_POLICY {
+        let registered = workers
+            .values()
+            .filter(|r| r.service == worker.service)
+            .count();
+        if !workers.contains_key(url) && registered >= MAX_PER_SERVICE {
             return Err(CasError::Conflict(format!(
-                "policy {:?} already has {MAX_PER_POLICY} live workers",
-                worker.policy
+                "service {:?} of policy {:?} already has {MAX_PER_SERVICE} live registrations",
+                worker.service, worker.policy
             )));
         }
         let renewed = workers
@@ -159,6 +164,25 @@ mod tests {
         );
         registry.deregister(&w, "https://127.0.0.1:7001");
         assert!(registry.live("p", "worker", 201).is_empty());
+    }
+
+    #[test]
+    fn one_service_cannot_crowd_out_another() {
+        let registry = WorkerRegistry::default();
+        let noisy = workload("p", "ingest");
+        for port in 1..=MAX_PER_SERVICE {
+            registry
+                .register(&noisy, &format!("https://10.0.0.1:{port}"), 0)
+                .unwrap();
+        }
+        let err = registry
+            .register(&noisy, "https://10.0.0.2:1", 0)
+            .unwrap_err();
+        assert!(err.to_string().contains("256 live registrations"), "{err}");
+        registry
+            .register(&workload("p", "worker"), "https://10.0.0.3:1", 0)
+            .expect("the worker service still registers");
+        assert_eq!(registry.live("p", "worker", 1), vec!["https://10.0.0.3:1"]);
     }
 
     #[test]

@@ -70,7 +70,10 @@ impl MtlsChannelResolver {
     }
 
     fn channel(&self, url: &Url) -> Result<grpc::BoxCloneSyncChannel> {
-        if let Some(channel) = self.channels_lock().get(url) {
+        // Held while a missing channel is made (cheap: it connects lazily), so concurrent
+        // callers share one.
+        let mut channels = self.channels_lock();
+        if let Some(channel) = channels.get(url) {
             return Ok(channel.clone());
         }
         let (host, port) = match (url.host_str(), url.port_or_known_default()) {
@@ -115,7 +118,7 @@ impl MtlsChannelResolver {
         });
         let channel =
             grpc::BoxCloneSyncChannel::new(endpoint.connect_with_connector_lazy(connector));
-        self.channels_lock().insert(url.clone(), channel.clone());
+        channels.insert(url.clone(), channel.clone());
         Ok(channel)
     }
 }

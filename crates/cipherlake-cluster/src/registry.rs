@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use cipherlake_cas::client::CasClient;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
 
@@ -14,24 +15,31 @@ use crate::driver::WorkerList;
 /// How often a driver refreshes its worker list from the CAS.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
 
-/// `https://host:port`, without the path `/` that [`Url`] adds.
-fn origin(url: &Url) -> &str {
-    url.as_str().trim_end_matches('/')
+/// `https://host:port` with the port always written (the form the CAS accepts; [`Url`] drops
+/// 443 and adds a path `/`).
+fn origin(url: &Url) -> String {
+    format!(
+        "https://{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
 }
 
 /// Registers `url` now; fails when the CAS refuses (the caller should not serve then).
 pub async fn register(cas: &CasClient, url: &Url) -> Result<Duration, ClusterError> {
-    Ok(cas.register_worker(origin(url)).await?)
+    Ok(cas.register_worker(&origin(url)).await?)
 }
 
-/// Renews the registration of `url` every third of its TTL until aborted; a failed renewal is
-/// logged and retried after a second.
-pub fn keep_registered(cas: CasClient, url: Url, ttl: Duration) -> JoinHandle<()> {
+/// Renews the registration of `url` every third of its TTL until aborted, with the latest CAS
+/// client in `cas` (a renewed certificate replaces it); a failed renewal is logged and retried
+/// after a second.
+pub fn keep_registered(cas: watch::Receiver<CasClient>, url: Url, ttl: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = ttl / 3;
         loop {
             tokio::time::sleep(every).await;
-            match cas.register_worker(origin(&url)).await {
+            let client = cas.borrow().clone();
+            match client.register_worker(&origin(&url)).await {
                 Ok(ttl) => every = ttl / 3,
                 Err(e) => {
                     tracing::warn!(%url, error = %e, "renewing the worker registration failed");
@@ -44,7 +52,7 @@ pub fn keep_registered(cas: CasClient, url: Url, ttl: Duration) -> JoinHandle<()
 
 /// Removes the registration of `url` (on shutdown).
 pub async fn deregister(cas: &CasClient, url: &Url) -> Result<(), ClusterError> {
-    Ok(cas.deregister_worker(origin(url)).await?)
+    Ok(cas.deregister_worker(&origin(url)).await?)
 }
 
 /// Sets `list` to the live workers of the caller's policy registered as `service`.

@@ -7,13 +7,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use cipherlake_cas::ca::{verify_issued_by, workload_identity};
-use rustls::DigitallySignedStruct;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use cipherlake_cas::server::tls::{ClientCertCheck, PeerCertPolicy, ServerCertCheck, provider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{ClientConfig, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ClientConfig, ServerConfig};
 use zeroize::Zeroizing;
 
 use crate::ClusterError;
@@ -106,30 +103,26 @@ impl Identity {
     /// The configuration a worker serves with: TLS 1.3, a client certificate required and
     /// checked by `peers`, ALPN h2.
     pub fn server_config(&self, peers: PeerCheck) -> Result<Arc<ServerConfig>, ClusterError> {
-        let provider = provider();
-        let verifier = Arc::new(RequiredClientCert {
-            peers,
-            algorithms: provider.signature_verification_algorithms,
-        });
-        let mut config = ServerConfig::builder_with_provider(provider)
+        let verifier = Arc::new(ClientCertCheck::new(peers, true));
+        let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(tls_error)?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key())
             .map_err(tls_error)?;
         config.alpn_protocols = vec![b"h2".to_vec()];
+        // No resumption: a resumed TLS 1.3 session skips the certificate check, which would let
+        // a certificate that has since expired back in.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         Ok(Arc::new(config))
     }
 
     /// The configuration a driver or worker dials workers with: TLS 1.3, this identity as the
     /// client certificate, the worker's certificate checked by `peers`, ALPN h2.
     pub fn client_config(&self, peers: PeerCheck) -> Result<Arc<ClientConfig>, ClusterError> {
-        let provider = provider();
-        let verifier = Arc::new(ServerCert {
-            algorithms: provider.signature_verification_algorithms,
-            peers,
-        });
-        let mut config = ClientConfig::builder_with_provider(provider)
+        let verifier = Arc::new(ServerCertCheck::new(peers));
+        let mut config = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(tls_error)?
             .dangerous()
@@ -137,16 +130,13 @@ impl Identity {
             .with_client_auth_cert(self.chain.clone(), self.key())
             .map_err(tls_error)?;
         config.alpn_protocols = vec![b"h2".to_vec()];
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
     }
 }
 
 fn tls_error(e: rustls::Error) -> ClusterError {
     ClusterError::Tls(format!("TLS configuration: {e}"))
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Which peers a TLS endpoint admits: certificates issued by one policy's CA naming that
@@ -192,7 +182,9 @@ impl PeerCheck {
         }
         Ok((policy, service))
     }
+}
 
+impl PeerCertPolicy for PeerCheck {
     fn accept(&self, leaf: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         match self.check(leaf) {
             Ok((policy, service)) => {
@@ -209,112 +201,8 @@ impl PeerCheck {
     }
 }
 
-/// Never reached (both sides offer TLS 1.3 only); refuses should a TLS 1.2 signature arrive.
-fn tls12_refused() -> rustls::Error {
-    rustls::Error::General("TLS 1.2 is not accepted between cipherlake workloads".into())
-}
-
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// The worker side: a client certificate is mandatory and must pass the [`PeerCheck`].
-#[derive(Debug)]
-struct RequiredClientCert {
-    peers: PeerCheck,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ClientCertVerifier for RequiredClientCert {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        true
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.peers
-            .accept(end_entity)
-            .map(|()| ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(tls12_refused())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// The dialing side: the worker's certificate must pass the [`PeerCheck`]; the server name is
-/// not used (see [`WORKER_SERVER_NAME`]).
-#[derive(Debug)]
-struct ServerCert {
-    peers: PeerCheck,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for ServerCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.peers
-            .accept(end_entity)
-            .map(|()| ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(tls12_refused())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }

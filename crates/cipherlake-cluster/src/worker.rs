@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use cipherlake_engine::encryption::FACTORY_ID;
 use cipherlake_engine::session::{SessionOptions, build_runtime};
 use datafusion_distributed::{
@@ -27,6 +28,9 @@ use crate::tls::Identity;
 
 /// How long a client has to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; further connections wait to be accepted, so clients that
+/// never authenticate cannot make the worker spend unbounded CPU and memory.
+const MAX_HANDSHAKES: usize = 128;
 
 /// What a worker needs to serve.
 #[derive(Debug, Clone)]
@@ -47,13 +51,32 @@ pub struct WorkerOptions {
 pub struct WorkerHandle {
     /// The address it listens on.
     pub addr: SocketAddr,
+    tls: Arc<ArcSwap<ServerConfig>>,
+    channels: MtlsChannelResolver,
+    clients: Vec<String>,
+    workers: Vec<String>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), ClusterError>>,
 }
 
 impl WorkerHandle {
+    /// Switches to `identity` (a renewed certificate) for new connections, accepted and
+    /// dialed; connections already open keep theirs.
+    pub fn renew(&self, identity: &Identity) -> Result<(), ClusterError> {
+        self.tls
+            .store(identity.server_config(identity.peer_check(&self.clients))?);
+        self.channels
+            .set_tls(identity.client_config(identity.peer_check(&self.workers))?);
+        tracing::info!(
+            policy = identity.policy(),
+            service = identity.service(),
+            "worker certificate renewed"
+        );
+        Ok(())
+    }
+
     /// The worker's URL on `host` (the address it can be reached at; the port is its own).
-    pub fn url(&self, host: &str) -> Url {
+    pub fn url(&self, host: &str) -> Result<Url, ClusterError> {
         worker_url(host, self.addr.port())
     }
 
@@ -73,16 +96,21 @@ impl WorkerHandle {
     }
 }
 
-/// `https://host:port`.
-pub fn worker_url(host: &str, port: u16) -> Url {
-    let host = if host.contains(':') && !host.starts_with('[') {
+/// `https://host:port`; fails when `host` is not a host name or IP address.
+pub fn worker_url(host: &str, port: u16) -> Result<Url, ClusterError> {
+    let bracketed = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {
         host.to_owned()
     };
-    Url::parse(&format!("https://{host}:{port}")).unwrap_or_else(|_| {
-        Url::parse(&format!("https://127.0.0.1:{port}")).expect("a loopback URL parses")
-    })
+    match Url::parse(&format!("https://{bracketed}:{port}")) {
+        Ok(url) if url.host_str().is_some() && url.path() == "/" && url.username().is_empty() => {
+            Ok(url)
+        }
+        _ => Err(ClusterError::Worker(format!(
+            "{host:?} is not a host name or IP address"
+        ))),
+    }
 }
 
 /// Serves the worker service on `listener` until stopped.
@@ -91,13 +119,20 @@ pub fn serve(listener: TcpListener, options: WorkerOptions) -> Result<WorkerHand
         .local_addr()
         .map_err(|e| ClusterError::Worker(format!("the listening address: {e}")))?;
     let identity = &options.identity;
-    let tls = identity.server_config(identity.peer_check(&options.clients))?;
+    let tls = Arc::new(ArcSwap::new(
+        identity.server_config(identity.peer_check(&options.clients))?,
+    ));
     let channels =
         MtlsChannelResolver::new(identity.client_config(identity.peer_check(&options.workers))?);
-    let worker = worker_service(&options.session, channels)?;
+    let worker = worker_service(&options.session, channels.clone())?;
     let (stop, stopped) = watch::channel(false);
     let (incoming_tx, incoming) = mpsc::channel(64);
-    tokio::spawn(accept_loop(listener, tls, incoming_tx, stopped.clone()));
+    tokio::spawn(accept_loop(
+        listener,
+        Arc::clone(&tls),
+        incoming_tx,
+        stopped.clone(),
+    ));
     let mut signal = stopped;
     let task = tokio::spawn(async move {
         Server::builder()
@@ -111,7 +146,15 @@ pub fn serve(listener: TcpListener, options: WorkerOptions) -> Result<WorkerHand
             .map_err(|e| ClusterError::Worker(format!("serving: {e}")))
     });
     tracing::info!(%addr, policy = identity.policy(), service = identity.service(), "worker serving");
-    Ok(WorkerHandle { addr, stop, task })
+    Ok(WorkerHandle {
+        addr,
+        tls,
+        channels,
+        clients: options.clients,
+        workers: options.workers,
+        stop,
+        task,
+    })
 }
 
 /// The datafusion-distributed worker on this worker's runtime: every task's session dials
@@ -147,14 +190,21 @@ fn worker_service(
 /// client cannot hold up others); established sessions go to the server.
 async fn accept_loop(
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
+    tls: Arc<ArcSwap<ServerConfig>>,
     incoming: mpsc::Sender<
         Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
     >,
     mut stop: watch::Receiver<bool>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&handshakes).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -167,9 +217,10 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
         let incoming = incoming.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
                     let _ = incoming.send(Ok(stream)).await;

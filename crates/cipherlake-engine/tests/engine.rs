@@ -1,6 +1,7 @@
 //! Integration tests of the engine crate (one test binary; modules by topic).
 
 mod engine {
+    pub mod canary_watch;
     pub mod crypt;
     pub mod datagen;
     pub mod encryption;

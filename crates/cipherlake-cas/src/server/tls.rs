@@ -37,19 +37,34 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Accepts an optional client certificate; checks only the handshake signature.
+/// A server-side client-certificate verifier: `policy` decides about the certificate (when
+/// one is presented; `mandatory` requires one); the handshake signature is verified as usual
+/// (so the client holds the certificate's key).
 #[derive(Debug)]
-struct OptionalClientCert {
+pub struct ClientCertCheck<P> {
+    policy: P,
+    mandatory: bool,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ClientCertVerifier for OptionalClientCert {
+impl<P: PeerCertPolicy> ClientCertCheck<P> {
+    /// A verifier applying `policy`, with the ring provider's signature algorithms.
+    pub fn new(policy: P, mandatory: bool) -> Self {
+        ClientCertCheck {
+            policy,
+            mandatory,
+            algorithms: provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl<P: PeerCertPolicy> ClientCertVerifier for ClientCertCheck<P> {
     fn offer_client_auth(&self) -> bool {
         true
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        false
+        self.mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -58,12 +73,13 @@ impl ClientCertVerifier for OptionalClientCert {
 
     fn verify_client_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        // Chain and identity are verified per request against the named policy's CA.
-        Ok(ClientCertVerified::assertion())
+        self.policy
+            .accept(end_entity)
+            .map(|()| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -89,14 +105,26 @@ impl ClientCertVerifier for OptionalClientCert {
     }
 }
 
-/// Decides, on the client side, whether the server's certificate is acceptable (the CAS is
-/// self-signed: clients pin it, or record it to check it against evidence).
-pub trait ServerCertPolicy: std::fmt::Debug + Send + Sync {
+/// The CAS's client-certificate decision at the TLS layer: any certificate. Chain and identity
+/// are verified per request against the CA of the policy the certificate names.
+#[derive(Debug)]
+struct CheckedPerRequest;
+
+impl PeerCertPolicy for CheckedPerRequest {
+    fn accept(&self, _end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        Ok(())
+    }
+}
+
+/// Decides whether a peer's certificate is acceptable: on the client side the server's (the
+/// CAS is self-signed: clients pin it, or record it to check it against evidence), on the
+/// server side a client's.
+pub trait PeerCertPolicy: std::fmt::Debug + Send + Sync {
     /// Accepts or refuses the end-entity certificate the server presented.
     fn accept(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error>;
 }
 
-impl<T: ServerCertPolicy + ?Sized> ServerCertPolicy for Arc<T> {
+impl<T: PeerCertPolicy + ?Sized> PeerCertPolicy for Arc<T> {
     fn accept(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         (**self).accept(end_entity)
     }
@@ -110,7 +138,7 @@ pub struct ServerCertCheck<P> {
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl<P: ServerCertPolicy> ServerCertCheck<P> {
+impl<P: PeerCertPolicy> ServerCertCheck<P> {
     /// A verifier applying `policy`, with the ring provider's signature algorithms.
     pub fn new(policy: P) -> Self {
         ServerCertCheck {
@@ -120,7 +148,7 @@ impl<P: ServerCertPolicy> ServerCertCheck<P> {
     }
 }
 
-impl<P: ServerCertPolicy> ServerCertVerifier for ServerCertCheck<P> {
+impl<P: PeerCertPolicy> ServerCertVerifier for ServerCertCheck<P> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -160,11 +188,9 @@ impl<P: ServerCertPolicy> ServerCertVerifier for ServerCertCheck<P> {
 /// The server's TLS configuration.
 pub fn server_config(cert_der: &[u8], key_pkcs8: &[u8]) -> Result<Arc<ServerConfig>, CasError> {
     let provider = provider();
-    let verifier = Arc::new(OptionalClientCert {
-        algorithms: provider.signature_verification_algorithms,
-    });
+    let verifier = Arc::new(ClientCertCheck::new(CheckedPerRequest, false));
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| CasError::Crypto(format!("TLS configuration: {e}")))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(

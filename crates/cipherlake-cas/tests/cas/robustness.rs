@@ -179,3 +179,44 @@ async fn malformed_json_yaml_csr_and_evidence_bodies() {
     env.client.healthz().await.unwrap();
     env.attest("p", "driver", Some(JOB)).await.unwrap();
 }
+
+#[tokio::test]
+async fn tls_1_2_clients_are_refused() {
+    use std::sync::Arc;
+    let env = Env::start().await;
+    let addr = env.server.as_ref().unwrap().addr;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Any server certificate is fine here: only the protocol version is under test.
+    let verifier = Arc::new(cipherlake_cas::server::tls::ServerCertCheck::new(AnyCert));
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let err = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .expect_err("TLS 1.2 must be refused");
+    assert!(err.to_string().contains("ProtocolVersion"), "{err}");
+    env.client
+        .healthz()
+        .await
+        .expect("TLS 1.3 clients are served");
+}
+
+#[derive(Debug)]
+struct AnyCert;
+
+impl cipherlake_cas::server::tls::PeerCertPolicy for AnyCert {
+    fn accept(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+    ) -> Result<(), rustls::Error> {
+        Ok(())
+    }
+}

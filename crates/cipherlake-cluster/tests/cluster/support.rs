@@ -97,7 +97,12 @@ pub fn start_worker_with(
 pub fn driver(ca: &PolicyCa, workers: &[&WorkerHandle]) -> DriverOptions {
     DriverOptions {
         identity: ca.identity("driver"),
-        workers: WorkerList::new(workers.iter().map(|w| w.url("127.0.0.1")).collect()),
+        workers: WorkerList::new(
+            workers
+                .iter()
+                .map(|w| w.url("127.0.0.1").unwrap())
+                .collect(),
+        ),
         worker_services: vec!["worker".into()],
         bytes_per_partition: Some(64 * 1024),
     }

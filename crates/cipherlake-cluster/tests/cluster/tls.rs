@@ -13,14 +13,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{PolicyCa, start_worker, start_worker_with};
 
-/// Asks `worker` for its info as `client`, which expects a worker of `client`'s policy.
+/// Asks `worker` for its info as `client`, which expects a worker of its own policy.
 async fn worker_info(client: &Identity, worker: &WorkerHandle) -> Result<String, String> {
+    worker_info_trusting(client, client, worker).await
+}
+
+/// Asks `worker` for its info presenting `client`, checking the worker as `trust`'s policy
+/// expects (a `worker` service under its CA).
+async fn worker_info_trusting(
+    client: &Identity,
+    trust: &Identity,
+    worker: &WorkerHandle,
+) -> Result<String, String> {
     let tls = client
-        .client_config(client.peer_check(&["worker".to_owned()]))
+        .client_config(trust.peer_check(&["worker".to_owned()]))
         .expect("client TLS");
-    let url = worker.url("127.0.0.1");
     let mut channel = MtlsChannelResolver::new(tls)
-        .get_worker_client_for_url(&url)
+        .get_worker_client_for_url(&worker.url("127.0.0.1").unwrap())
         .await
         .map_err(|e| e.to_string())?;
     channel
@@ -56,33 +65,15 @@ async fn clients_outside_the_policy_are_refused() {
         ("a self-signed certificate", ca.self_signed("driver")),
         ("a service that is not admitted", ca.identity("ingest")),
     ];
+    let driver = ca.identity("driver");
     for (what, identity) in cases {
-        // The client checks the worker against its own CA; give it this policy's view so the
-        // refusal can only come from the worker's side.
-        worker_info_trusting(&identity, &ca, &worker)
+        // The client checks the worker with this policy's CA, so the refusal can only come
+        // from the worker's side.
+        worker_info_trusting(&identity, &driver, &worker)
             .await
             .expect_err(what);
     }
     worker.stop().await.unwrap();
-}
-
-/// As [`worker_info`], but the client presents `identity` while trusting `ca`'s workers.
-async fn worker_info_trusting(
-    identity: &Identity,
-    ca: &PolicyCa,
-    worker: &WorkerHandle,
-) -> Result<String, String> {
-    let trust = ca.identity("driver").peer_check(&["worker".to_owned()]);
-    let tls = identity.client_config(trust).expect("client TLS");
-    let mut channel = MtlsChannelResolver::new(tls)
-        .get_worker_client_for_url(&worker.url("127.0.0.1"))
-        .await
-        .map_err(|e| e.to_string())?;
-    channel
-        .get_worker_info(GetWorkerInfoRequest {})
-        .await
-        .map(|info| info.version)
-        .map_err(|e| e.to_string())
 }
 
 #[tokio::test]
@@ -220,5 +211,26 @@ async fn tls_1_2_is_refused() {
         err.contains("ProtocolVersion") || err.contains("version"),
         "{err}"
     );
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_serves_new_connections() {
+    let ca = PolicyCa::new("analytics");
+    let worker = start_worker(&ca, None).await;
+    let driver = ca.identity("driver");
+    worker_info(&driver, &worker)
+        .await
+        .expect("the first certificate");
+    // Renewed with a certificate of another CA: the driver, trusting the policy's CA, now
+    // refuses the worker, so new connections present the new certificate.
+    worker
+        .renew(&PolicyCa::new("analytics").identity("worker"))
+        .unwrap();
+    worker_info(&driver, &worker).await.unwrap_err();
+    worker.renew(&ca.identity("worker")).unwrap();
+    worker_info(&driver, &worker)
+        .await
+        .expect("a renewed certificate of the policy CA");
     worker.stop().await.unwrap();
 }

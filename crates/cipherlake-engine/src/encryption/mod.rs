@@ -27,12 +27,14 @@ mod cas_kms;
 pub mod custodian;
 mod factory;
 mod kms_spec;
+mod renewable_kms;
 mod spec;
 
 pub use cas_kms::CasKms;
 pub use cipherlake_crypto::key_material::DataKeyLength;
 pub use factory::{FACTORY_ID, KmsEncryptionFactory, decryption_properties};
 pub use kms_spec::{KmsSpec, open_kms};
+pub use renewable_kms::RenewableKms;
 pub use spec::{ColumnKeys, EncryptionSpec, parse_column_keys};
 
 /// Errors of the encryption layer. Messages name files, master key ids and options, never keys.

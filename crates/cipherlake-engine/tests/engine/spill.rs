@@ -2,7 +2,6 @@
 //! spill file ever holds the data in plaintext; the file format detects tampering.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -12,6 +11,7 @@ use datafusion::execution::TempFileFactory;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use futures::StreamExt;
 
+use super::canary_watch::watch;
 use super::crypt::{CANARY, register_sample};
 
 /// Spills counted in the metrics of `plan` and its children.
@@ -21,52 +21,6 @@ fn spill_count(plan: &Arc<dyn ExecutionPlan>) -> usize {
         .and_then(|m| m.spill_count())
         .unwrap_or_default();
     own + plan.children().into_iter().map(spill_count).sum::<usize>()
-}
-
-/// Scans every file under `dir` until `stop`, counting non-empty files seen and failing if one
-/// holds the canary.
-fn watch(
-    dir: PathBuf,
-    stop: Arc<AtomicBool>,
-    seen: Arc<AtomicUsize>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let needle = &CANARY.as_bytes()[..12];
-        loop {
-            let done = stop.load(Ordering::Acquire);
-            for path in walk(&dir) {
-                if let Ok(bytes) = std::fs::read(&path) {
-                    if !bytes.is_empty() {
-                        seen.fetch_add(1, Ordering::Relaxed);
-                    }
-                    assert!(
-                        !bytes.windows(needle.len()).any(|w| w == needle),
-                        "spill file {} holds the canary in plaintext",
-                        path.display()
-                    );
-                }
-            }
-            if done {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-    })
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 async fn run_spilling(sql: &str) {
@@ -83,7 +37,12 @@ async fn run_spilling(sql: &str) {
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(AtomicUsize::new(0));
-    let watcher = watch(dir.path().to_owned(), Arc::clone(&stop), Arc::clone(&seen));
+    let watcher = watch(
+        dir.path().to_owned(),
+        &CANARY.as_bytes()[..12],
+        Arc::clone(&stop),
+        Arc::clone(&seen),
+    );
     let plan = ctx
         .sql(sql)
         .await

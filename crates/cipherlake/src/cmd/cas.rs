@@ -60,6 +60,10 @@ struct ServeArgs {
     /// custodians can check it with `cipherlake cas verify`. Without it the CAS has no evidence.
     #[arg(long, value_name = "PATH")]
     las_socket: Option<PathBuf>,
+    /// Lifetime of the workload certificates the CAS issues, in seconds (long-running
+    /// workers re-attest when a third of it is left).
+    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(10..))]
+    cert_ttl: u64,
 }
 
 /// How to reach a CAS: its URL and the certificate to pin (it is self-signed).
@@ -108,6 +112,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !args.tls_names.is_empty() {
         config.tls_names = args.tls_names;
     }
+    config.cert_ttl = std::time::Duration::from_secs(args.cert_ttl);
     config.attester = args
         .las_socket
         .map(|socket| cipherlake_attest::attester::Attester::Sim { socket });

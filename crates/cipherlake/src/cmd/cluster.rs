@@ -84,7 +84,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .workdir
         .canonicalize()
         .with_context(|| format!("resolving {}", args.workdir.display()))?;
-    if Processes::load(&workdir)?.is_some_and(|p| p.any_alive()) {
+    if Processes::load(&workdir)?.is_some_and(|p| p.any_alive(&workdir)) {
         anyhow::bail!(
             "a cluster is already running in {}; stop it with `cipherlake cluster down --workdir {}`",
             workdir.display(),
@@ -243,6 +243,9 @@ async fn start(
 }
 
 fn down(workdir: &Path) -> anyhow::Result<()> {
+    let workdir = &workdir
+        .canonicalize()
+        .with_context(|| format!("no cluster in {}", workdir.display()))?;
     let Some(processes) = Processes::load(workdir)? else {
         anyhow::bail!("no cluster in {} (no cluster.json)", workdir.display());
     };

@@ -69,6 +69,10 @@ pub struct DistributionArgs {
     /// The service of the policy the workers attest as.
     #[arg(long, value_name = "SERVICE", default_value = super::worker::DEFAULT_WORKER_SERVICE)]
     pub worker_service: String,
+    /// Parquet bytes per scan task (the demo sizes it to its data); the planner's default, or
+    /// the job's `SET distributed.file_scan_config_bytes_per_partition`, when `None`.
+    #[arg(skip)]
+    pub bytes_per_task: Option<usize>,
 }
 
 impl DistributionArgs {
@@ -78,13 +82,15 @@ impl DistributionArgs {
             workers: Vec::new(),
             workers_from_cas: false,
             worker_service: super::worker::DEFAULT_WORKER_SERVICE.to_owned(),
+            bytes_per_task: None,
         }
     }
 
-    /// On the live workers the CAS lists.
-    pub fn from_cas() -> Self {
+    /// On the live workers the CAS lists, `bytes_per_task` Parquet bytes per scan task.
+    pub fn from_cas(bytes_per_task: Option<usize>) -> Self {
         DistributionArgs {
             workers_from_cas: true,
+            bytes_per_task,
             ..Self::local()
         }
     }
@@ -130,7 +136,7 @@ impl DistributionArgs {
             identity: Identity::from_attested(attested)?,
             workers,
             worker_services: vec![self.worker_service.clone()],
-            bytes_per_partition: None,
+            bytes_per_partition: self.bytes_per_task,
         };
         Ok((distributed_session(options, &driver)?, follower))
     }
@@ -157,7 +163,7 @@ fn parse_worker(text: &str) -> anyhow::Result<url::Url> {
     Ok(worker_url(
         host.trim_start_matches('[').trim_end_matches(']'),
         port,
-    ))
+    )?)
 }
 
 /// Released environment variables `DATABASE_NAME=URL` register the SQL database at URL as the

@@ -4,14 +4,19 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use cipherlake_cas::client::CasClient;
 use cipherlake_cluster::registry;
 use cipherlake_cluster::tls::Identity;
 use cipherlake_cluster::worker::{WorkerHandle, WorkerOptions, serve, worker_url};
+use cipherlake_crypto::key_material::KmsClient;
+use cipherlake_engine::encryption::RenewableKms;
 use cipherlake_engine::session::SessionOptions;
 use cipherlake_engine::stores::StoreConfig;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
 
@@ -65,12 +70,14 @@ pub struct ServeArgs {
 /// The service a worker attests as when none is given.
 pub const DEFAULT_WORKER_SERVICE: &str = "worker";
 
-/// A worker that attested, serves and is registered with the CAS.
+/// A worker that attested, serves and is registered with the CAS; it re-attests before its
+/// certificate expires.
 pub struct AttestedWorker {
     /// Its URL.
     pub url: Url,
-    server: WorkerHandle,
-    cas: CasClient,
+    server: Arc<WorkerHandle>,
+    identity: watch::Receiver<CasClient>,
+    registration: JoinHandle<()>,
     renewal: JoinHandle<()>,
 }
 
@@ -97,11 +104,18 @@ impl AttestedWorker {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
+        let kms = Arc::new(RenewableKms::new(cas_kms(cas, &attested)?));
         let options = WorkerOptions {
             session: SessionOptions {
-                kms: Some(cas_kms(cas, &attested)?),
+                kms: Some(Arc::clone(&kms) as Arc<dyn KmsClient>),
                 stores,
-                memory_limit: args.memory_limit.map(|mib| mib * 1024 * 1024),
+                memory_limit: args
+                    .memory_limit
+                    .map(|mib| {
+                        mib.checked_mul(1024 * 1024)
+                            .context("--memory-limit is too large")
+                    })
+                    .transpose()?,
                 spill_dir: args.spill_dir.clone(),
                 ..SessionOptions::default()
             },
@@ -109,21 +123,36 @@ impl AttestedWorker {
             identity,
             clients,
         };
-        let server = serve(listener, options)?;
-        let host = args
-            .advertise
-            .clone()
-            .unwrap_or_else(|| args.listen.ip().to_string());
-        let url = worker_url(&host, server.addr.port());
-        let cas = cas.with_identity(&attested)?;
-        let ttl = registry::register(&cas, &url)
+        let server = Arc::new(serve(listener, options)?);
+        let host = match &args.advertise {
+            Some(host) => host.clone(),
+            None if args.listen.ip().is_unspecified() => anyhow::bail!(
+                "--listen {} accepts on every interface: give --advertise HOST, the name drivers reach this worker at",
+                args.listen
+            ),
+            None => args.listen.ip().to_string(),
+        };
+        let url = worker_url(&host, server.addr.port())?;
+        let (identity_tx, identity) = watch::channel(cas.with_identity(&attested)?);
+        let ttl = registry::register(&identity.borrow(), &url)
             .await
             .with_context(|| format!("registering {url} with the CAS"))?;
-        let renewal = registry::keep_registered(cas.clone(), url.clone(), ttl);
+        let registration = registry::keep_registered(identity.clone(), url.clone(), ttl);
+        let renewal = tokio::spawn(keep_renewed(
+            Renewal {
+                cas: cas.clone(),
+                workload,
+                server: Arc::clone(&server),
+                kms,
+                identity: identity_tx,
+            },
+            attested.expires,
+        ));
         Ok(AttestedWorker {
             url,
             server,
-            cas,
+            identity,
+            registration,
             renewal,
         })
     }
@@ -131,12 +160,71 @@ impl AttestedWorker {
     /// Deregisters from the CAS and stops serving.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.renewal.abort();
-        if let Err(e) = registry::deregister(&self.cas, &self.url).await {
+        self.registration.abort();
+        // Both finished before deregistering: a renewal in flight cannot re-list the worker.
+        let _ = self.renewal.await;
+        let _ = self.registration.await;
+        let client = self.identity.borrow().clone();
+        if let Err(e) = registry::deregister(&client, &self.url).await {
             tracing::warn!(error = %e, "deregistering from the CAS failed");
         }
-        self.server.stop().await?;
+        match Arc::try_unwrap(self.server) {
+            Ok(server) => server.stop().await?,
+            Err(_) => anyhow::bail!("the worker server is still in use"),
+        }
         Ok(())
     }
+}
+
+/// What re-attesting replaces.
+struct Renewal {
+    cas: CasClient,
+    workload: WorkloadArgs,
+    server: Arc<WorkerHandle>,
+    kms: Arc<RenewableKms>,
+    identity: watch::Sender<CasClient>,
+}
+
+impl Renewal {
+    /// Attests again; switches the TLS identity, the KMS client and the registration client
+    /// to the new certificate; returns its expiry.
+    async fn renew(&self) -> anyhow::Result<u64> {
+        let attested = self.workload.attest(&self.cas, None).await?;
+        self.server.renew(&Identity::from_attested(&attested)?)?;
+        self.kms.replace(cas_kms(&self.cas, &attested)?);
+        self.identity
+            .send_replace(self.cas.with_identity(&attested)?);
+        Ok(attested.expires)
+    }
+}
+
+/// Re-attests when a third of the certificate's remaining life is left, until aborted; a
+/// failed attempt is retried every 10 s. A worker that cannot renew drops out on its own: its
+/// expired certificate is refused by peers and by the CAS's registry.
+async fn keep_renewed(renewal: Renewal, mut expires: u64) {
+    let mut wait = renewal_wait(expires);
+    loop {
+        tokio::time::sleep(wait).await;
+        match renewal.renew().await {
+            Ok(next) => {
+                expires = next;
+                wait = renewal_wait(expires);
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "re-attesting the worker failed; retrying in 10 s");
+                wait =
+                    Duration::from_secs(10).min(renewal_wait(expires).max(Duration::from_secs(1)));
+            }
+        }
+    }
+}
+
+/// Two thirds of the time left until `expires` (unix seconds), at least a second.
+fn renewal_wait(expires: u64) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Duration::from_secs((expires.saturating_sub(now) * 2 / 3).max(1))
 }
 
 /// Runs `cipherlake worker`.

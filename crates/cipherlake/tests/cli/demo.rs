@@ -75,21 +75,39 @@ fn the_demo_matches_a_plaintext_run_and_reuses_its_state() {
          JOIN zones z ON t.PULocationID = z.LocationID GROUP BY z.Borough",
     ]);
     let expected = boroughs(expected.lines().skip(1).map(|l| l.split(',').collect()));
-    let section = report
-        .split("trips_by_borough.parquet:")
-        .nth(1)
-        .and_then(|s| s.split("busiest_pairs.parquet:").next())
-        .expect("the borough results are in the report");
-    let decrypted = boroughs(section.lines().map(|l| {
-        l.split('|')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .collect()
-    }));
-    assert!(decrypted.len() >= 6, "{section}");
+    let decrypted = borough_results(&report);
+    assert!(decrypted.len() >= 6, "{report}");
     assert_eq!(decrypted, expected);
 
     let again = ok(&demo);
     assert!(again.contains("unchanged, kept"), "{again}");
     assert!(again.contains("already in data/taxi, kept"), "{again}");
+
+    // On two attested workers: the same results, read by the workers with their own keys.
+    let mut distributed = demo.to_vec();
+    distributed.extend(["--workers", "2"]);
+    let report = ok(&distributed);
+    assert!(report.contains("on 2 workers"), "{report}");
+    assert!(
+        report.lines().any(|l| l.contains("taxi-demo/worker")
+            && l.contains("taxi-footer")
+            && l.contains("unwrap")),
+        "the workers unwrapped the trips' keys:\n{report}"
+    );
+    assert_eq!(borough_results(&report), expected);
+}
+
+/// The decrypted `trips_by_borough` table of a demo report.
+fn borough_results(report: &str) -> BTreeMap<String, (u64, f64)> {
+    let section = report
+        .split("trips_by_borough.parquet:")
+        .nth(1)
+        .and_then(|s| s.split("busiest_pairs.parquet:").next())
+        .expect("the borough results are in the report");
+    boroughs(section.lines().map(|l| {
+        l.split('|')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect()
+    }))
 }

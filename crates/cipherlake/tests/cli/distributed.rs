@@ -118,8 +118,8 @@ fn host_port(url: &str) -> &str {
     url.strip_prefix("https://").unwrap()
 }
 
-/// Runs `job` as the driver with `extra` flags; returns (success, stdout, stderr).
-fn run_job(bed: &Testbed, job: &Path, extra: &[&str]) -> (bool, String, String) {
+/// `cipherlake -vv run` of `job` as the driver with `extra` flags.
+fn driver(bed: &Testbed, job: &Path, extra: &[&str]) -> std::process::Command {
     let mut args = vec![
         "run",
         "-vv",
@@ -132,7 +132,12 @@ fn run_job(bed: &Testbed, job: &Path, extra: &[&str]) -> (bool, String, String) 
     ];
     args.extend(extra);
     args.push(path(job));
-    let out = bed.command(&args).output().unwrap();
+    bed.command(&args)
+}
+
+/// Runs `job` as the driver with `extra` flags; returns (success, stdout, stderr).
+fn run_job(bed: &Testbed, job: &Path, extra: &[&str]) -> (bool, String, String) {
+    let out = driver(bed, job, extra).output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -241,20 +246,7 @@ fn workers_run_jobs_like_one_process_and_fail_cleanly() {
     );
 
     // A worker killed mid-query: the job fails within a bounded time, naming a worker.
-    let mut heavy_run = bed
-        .command(&[
-            "run",
-            "-vv",
-            "--cas",
-            &bed.url,
-            "--policy",
-            "fleet",
-            "--service",
-            "driver",
-            "--workers",
-            &list,
-            path(&heavy),
-        ])
+    let mut heavy_run = driver(&bed, &heavy, &["--workers", &list])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -429,4 +421,30 @@ fn cluster_up_serves_jobs_and_down_stops_every_process() {
         );
     }
     assert!(!workdir.join("cluster.json").exists());
+}
+
+#[test]
+fn a_worker_renews_its_certificate_before_it_expires() {
+    // Certificates live 10 s: a job 13 s after the worker started runs only if the worker
+    // re-attested (peers refuse an expired certificate, and so does the CAS KMS).
+    let bed = Testbed::start_serving_with(&["--cert-ttl", "10"]);
+    let d = bed.dir.path();
+    std::fs::create_dir_all(d.join("spill")).unwrap();
+    bed.apply("fleet.yaml", &policy(&bed, &bed.measurement));
+    ingest(&bed);
+    let job = d.join("job.sql");
+    std::fs::write(&job, JOB).unwrap();
+    let worker = start_worker(&bed, "127.0.0.1:0", &d.join("worker.log")).unwrap();
+    std::thread::sleep(Duration::from_secs(13));
+    let (success, stdout, stderr) = run_job(&bed, &job, &["--workers", host_port(&worker.url)]);
+    assert!(success, "{stderr}");
+    assert!(stdout.contains(DATA), "{stdout}");
+    let log = std::fs::read_to_string(d.join("worker.log")).unwrap();
+    assert!(log.contains("worker certificate renewed"), "{log}");
+    let attestations = bed
+        .audit_log()
+        .lines()
+        .filter(|l| l.contains("attestation-allowed") && l.contains("\"service\":\"worker\""))
+        .count();
+    assert!(attestations >= 2, "the worker re-attested: {attestations}");
 }

@@ -90,6 +90,15 @@ impl Testbed {
     /// As [`Testbed::start`]; `cas_flags` go before `cas serve` (e.g. `-vv`) and the CAS's
     /// stderr goes to `cas_stderr`. The CAS gets its own evidence from the LAS.
     pub fn start_with(cas_flags: &[&str], cas_stderr: impl Into<Stdio>) -> Self {
+        Self::start_full(cas_flags, &[], cas_stderr)
+    }
+
+    /// As [`Testbed::start`], with `serve_flags` added to `cas serve` (e.g. `--cert-ttl`).
+    pub fn start_serving_with(serve_flags: &[&str]) -> Self {
+        Self::start_full(&[], serve_flags, Stdio::null())
+    }
+
+    fn start_full(cas_flags: &[&str], serve_flags: &[&str], cas_stderr: impl Into<Stdio>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let platform_key = d.join("platform.key");
@@ -123,6 +132,7 @@ impl Testbed {
             "--las-socket",
             path(&socket),
         ]);
+        args.extend(serve_flags);
         let cas = spawn(&args, cas_stderr);
         wait_for("the CAS", || {
             cert.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()

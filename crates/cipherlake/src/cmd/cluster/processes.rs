@@ -1,8 +1,9 @@
 //! The cluster's background processes: started detached (own process group, logs in
 //! `workdir/logs/`), listed in `workdir/cluster.json`, and stopped with SIGTERM (SIGKILL after a
-//! grace period). A listed process is only signalled while its command line still names the
-//! workdir, so a recycled PID is never hit.
+//! grace period). A listed process is only signalled while one of its arguments is a path in
+//! the (canonical) workdir, as every process `up` starts has, so a recycled PID is not hit.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,9 +46,9 @@ impl Processes {
         }
     }
 
-    /// Whether a listed process still runs (for this workdir).
-    pub fn any_alive(&self) -> bool {
-        self.processes.iter().any(|p| p.pid_alive_for(None))
+    /// Whether a listed process still runs for `workdir`.
+    pub fn any_alive(&self, workdir: &Path) -> bool {
+        self.processes.iter().any(|p| p.pid_alive_for(workdir))
     }
 
     /// Stops the processes in reverse start order, then removes the list; returns how many
@@ -55,16 +56,16 @@ impl Processes {
     pub fn stop(&self, workdir: &Path) -> anyhow::Result<usize> {
         let mut stopped = 0;
         for process in self.processes.iter().rev() {
-            if !process.pid_alive_for(Some(workdir)) {
+            if !process.pid_alive_for(workdir) {
                 continue;
             }
             stopped += 1;
             signal(process.pid, libc::SIGTERM);
             let deadline = Instant::now() + GRACE;
-            while process.pid_alive_for(Some(workdir)) && Instant::now() < deadline {
+            while process.pid_alive_for(workdir) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            if process.pid_alive_for(Some(workdir)) {
+            if process.pid_alive_for(workdir) {
                 eprintln!(
                     "{} (pid {}) ignored SIGTERM for {GRACE:?}: killing it",
                     process.name, process.pid
@@ -79,9 +80,9 @@ impl Processes {
 }
 
 impl Process {
-    /// Whether the PID runs a process (not a zombie) whose command line names `workdir` (any
-    /// process when `None`).
-    fn pid_alive_for(&self, workdir: Option<&Path>) -> bool {
+    /// Whether the PID runs a process (not a zombie) with an argument that is a path inside
+    /// `workdir`.
+    fn pid_alive_for(&self, workdir: &Path) -> bool {
         let proc = PathBuf::from(format!("/proc/{}", self.pid));
         let running = std::fs::read_to_string(proc.join("stat")).is_ok_and(|stat| {
             !stat
@@ -91,13 +92,12 @@ impl Process {
                 .trim_start()
                 .starts_with('Z')
         });
-        let Some(workdir) = workdir else {
-            return running;
-        };
-        let needle = workdir.as_os_str().as_encoded_bytes();
         running
-            && std::fs::read(proc.join("cmdline"))
-                .is_ok_and(|cmd| cmd.windows(needle.len()).any(|w| w == needle))
+            && std::fs::read(proc.join("cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|&b| b == 0)
+                    .any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)).starts_with(workdir))
+            })
     }
 }
 

@@ -180,7 +180,10 @@ async fn pipeline(
     let distribution = if workers.is_empty() {
         DistributionArgs::local()
     } else {
-        DistributionArgs::from_cas()
+        // Every worker gets scan tasks, however small the data (the planner's default keeps
+        // tables under 16 MiB on one task).
+        let bytes = parquet_bytes(&taxi)?;
+        DistributionArgs::from_cas(Some((bytes / (2 * workers.len() as u64)).max(1) as usize))
     };
     let job_report = run_job(
         cas,
@@ -192,10 +195,13 @@ async fn pipeline(
     )
     .await
     .context("the analytics job");
+    let mut stopped = Ok(());
     for worker in workers {
-        worker.stop().await?;
+        let result = worker.stop().await;
+        stopped = stopped.and(result);
     }
     let job_report = job_report?;
+    stopped?;
     report.attestation = job_report.attestation;
     report.console = String::from_utf8_lossy(&console).into_owned();
     report.phase(Phase::new(
@@ -243,6 +249,18 @@ fn workload(services: &Services, service: &str) -> WorkloadArgs {
         service: Some(service.to_string()),
         las_socket: services.las_socket.clone(),
     }
+}
+
+/// Total size of the Parquet files in `dir`.
+fn parquet_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        if entry.path().extension().is_some_and(|e| e == "parquet") {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
 }
 
 /// Starts `count` attested workers in this process, on loopback.

@@ -27,7 +27,7 @@ pub struct Services {
     /// The runtime the CAS and the LAS run on: their own, so that workloads of this process
     /// blocking their threads on KMS calls (the Parquet key retriever is synchronous) can
     /// never starve the CAS that answers those calls.
-    runtime: tokio::runtime::Runtime,
+    runtime: ServicesRuntime,
 }
 
 impl Services {
@@ -40,6 +40,7 @@ impl Services {
             .enable_all()
             .build()
             .context("starting the services' runtime")?;
+        let runtime = ServicesRuntime(Some(runtime));
         let key_file = workdir.join("las/platform.key");
         if !key_file.exists() {
             create_private_dir(&workdir.join("las"))?;
@@ -49,16 +50,17 @@ impl Services {
         let platform = key.public_key();
         let las_socket = workdir.join("las.sock");
         let las = {
-            let _guard = runtime.enter();
+            let _guard = runtime.get().enter();
             Las::bind(key, &las_socket)?
         };
-        let las = runtime.spawn(async move {
+        let las = runtime.get().spawn(async move {
             if let Err(e) = las.run().await {
                 tracing::error!(error = %e, "the demo LAS stopped");
             }
         });
         let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
         let server = runtime
+            .get()
             .spawn(cipherlake_cas::server::start(
                 Config::new(workdir.join("cas")),
                 listen,
@@ -97,10 +99,27 @@ impl Services {
     /// Stops the CAS (draining requests) and the LAS.
     pub async fn stop(self) {
         let server = self.server;
-        let _ = self.runtime.spawn(server.shutdown()).await;
+        let _ = self.runtime.get().spawn(server.shutdown()).await;
         self.las.abort();
         let _ = std::fs::remove_file(&self.las_socket);
-        self.runtime.shutdown_background();
+    }
+}
+
+/// A runtime dropped with `shutdown_background`, which async code may do (a plain drop there
+/// panics): the services' runtime when `start` fails half-way, or when they stop.
+struct ServicesRuntime(Option<tokio::runtime::Runtime>);
+
+impl ServicesRuntime {
+    fn get(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for ServicesRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
