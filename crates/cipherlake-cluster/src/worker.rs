@@ -87,13 +87,6 @@ impl WorkerHandle {
             .await
             .map_err(|e| ClusterError::Worker(format!("the worker task failed: {e}")))?
     }
-
-    /// Resolves when the server stops by itself (an error).
-    pub async fn stopped(&mut self) -> Result<(), ClusterError> {
-        (&mut self.task)
-            .await
-            .map_err(|e| ClusterError::Worker(format!("the worker task failed: {e}")))?
-    }
 }
 
 /// `https://host:port`; fails when `host` is not a host name or IP address.

@@ -13,6 +13,7 @@ use cipherlake_attest::las::{init_key, load_key};
 use cipherlake_cas::binding::job_hash;
 use cipherlake_cas::client::{CasClient, fingerprint_of_pem};
 
+use super::demo::create_private_dir;
 use super::generated_policy;
 use processes::{Launched, Processes};
 
@@ -266,14 +267,4 @@ fn free_port() -> anyhow::Result<u16> {
         .and_then(|l| l.local_addr())
         .context("finding a free port")?
         .port())
-}
-
-/// Creates `dir` (and parents) with mode 0700.
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))
 }

@@ -145,6 +145,16 @@ fn run_job(bed: &Testbed, job: &Path, extra: &[&str]) -> (bool, String, String) 
     )
 }
 
+/// Runs `cipherlake ARGS` in the testbed's environment and asserts success.
+fn succeeds(bed: &Testbed, args: &[&str]) {
+    let out = bed.command(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Generates the encrypted data as the ingest service.
 fn ingest(bed: &Testbed) {
     let d = bed.dir.path();
@@ -172,12 +182,7 @@ fn ingest(bed: &Testbed) {
         "--encrypt",
     ];
     args.extend(ingest);
-    let out = bed.command(&args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(bed, &args);
     let plain = d.join("people-plain.parquet");
     super::support::ok(&[
         "sql",
@@ -197,12 +202,7 @@ fn ingest(bed: &Testbed) {
         path(&people),
     ];
     args.extend(ingest);
-    let out = bed.command(&args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(bed, &args);
     std::fs::remove_file(&plain).unwrap();
 }
 

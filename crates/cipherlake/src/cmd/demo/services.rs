@@ -11,6 +11,8 @@ use cipherlake_cas::client::{CasClient, fingerprint};
 use cipherlake_cas::server::ServerHandle;
 use cipherlake_cas::service::Config;
 
+use super::create_private_dir;
+
 /// The running LAS and CAS.
 pub struct Services {
     /// A client of the CAS (pinned to its certificate).
@@ -121,15 +123,4 @@ impl Drop for ServicesRuntime {
             runtime.shutdown_background();
         }
     }
-}
-
-/// Creates `dir` with mode 0700.
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))
 }
