@@ -160,7 +160,7 @@ impl fmt::Debug for PeerCheck {
 impl PeerCheck {
     /// Admits or refuses a peer's leaf certificate, naming the reason.
     pub fn check(&self, leaf: &[u8]) -> Result<(String, String), String> {
-        verify_issued_by(leaf, &self.ca, now()).map_err(|e| {
+        verify_issued_by(leaf, &self.ca, cipherlake_cas::service::now()).map_err(|e| {
             format!(
                 "peer certificate refused: {e} (expected the CA of policy {:?})",
                 self.policy
@@ -199,10 +199,4 @@ impl PeerCertPolicy for PeerCheck {
             }
         }
     }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -221,10 +221,8 @@ async fn keep_renewed(renewal: Renewal, mut expires: u64) {
 
 /// Two thirds of the time left until `expires` (unix seconds), at least a second.
 fn renewal_wait(expires: u64) -> Duration {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Duration::from_secs((expires.saturating_sub(now) * 2 / 3).max(1))
+    let left = expires.saturating_sub(cipherlake_cas::service::now());
+    Duration::from_secs((left * 2 / 3).max(1))
 }
 
 /// Runs `cipherlake worker`.

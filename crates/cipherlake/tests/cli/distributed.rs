@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use super::run::{files, sha256_hex};
-use super::testbed::{Background, Testbed, path};
+use super::run::{files, run, sha256_hex};
+use super::testbed::{Background, Testbed, path, wait_for};
 
 const SECRET: &str = "canary-secret-77c4";
 const DATA: &str = "canary-data-0a9e";
@@ -118,8 +118,8 @@ fn host_port(url: &str) -> &str {
     url.strip_prefix("https://").unwrap()
 }
 
-/// `cipherlake -vv run` of `job` as the driver with `extra` flags.
-fn driver(bed: &Testbed, job: &Path, extra: &[&str]) -> std::process::Command {
+/// The arguments of `cipherlake -vv run` of `job` as the driver with `extra` flags.
+fn driver<'a>(bed: &'a Testbed, job: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "run",
         "-vv",
@@ -132,27 +132,32 @@ fn driver(bed: &Testbed, job: &Path, extra: &[&str]) -> std::process::Command {
     ];
     args.extend(extra);
     args.push(path(job));
-    bed.command(&args)
+    args
 }
 
 /// Runs `job` as the driver with `extra` flags; returns (success, stdout, stderr).
 fn run_job(bed: &Testbed, job: &Path, extra: &[&str]) -> (bool, String, String) {
-    let out = driver(bed, job, extra).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run(bed, &driver(bed, job, extra))
 }
 
 /// Runs `cipherlake ARGS` in the testbed's environment and asserts success.
 fn succeeds(bed: &Testbed, args: &[&str]) {
-    let out = bed.command(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (success, _, stderr) = run(bed, args);
+    assert!(success, "{stderr}");
+}
+
+/// CPU time (user + system, clock ticks) the process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name: state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    field(14).unwrap_or(0) + field(15).unwrap_or(0)
 }
 
 /// Generates the encrypted data as the ingest service.
@@ -246,12 +251,17 @@ fn workers_run_jobs_like_one_process_and_fail_cleanly() {
     );
 
     // A worker killed mid-query: the job fails within a bounded time, naming a worker.
-    let mut heavy_run = driver(&bed, &heavy, &["--workers", &list])
+    let busy_before = cpu_ticks(w1.process.0.id());
+    let mut heavy_run = bed
+        .command(&driver(&bed, &heavy, &["--workers", &list]))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
+    // Mid-query: the worker to kill has spent a second of CPU on the job's stage.
+    wait_for("the heavy stage on the worker", || {
+        cpu_ticks(w1.process.0.id()) >= busy_before + 100
+    });
     assert!(
         heavy_run.try_wait().unwrap().is_none(),
         "the heavy query is still running"
@@ -425,7 +435,7 @@ fn cluster_up_serves_jobs_and_down_stops_every_process() {
 
 #[test]
 fn a_worker_renews_its_certificate_before_it_expires() {
-    // Certificates live 10 s: a job 13 s after the worker started runs only if the worker
+    // Certificates live 10 s: a job after the first one expired runs only if the worker
     // re-attested (peers refuse an expired certificate, and so does the CAS KMS).
     let bed = Testbed::start_serving_with(&["--cert-ttl", "10"]);
     let d = bed.dir.path();
@@ -435,7 +445,12 @@ fn a_worker_renews_its_certificate_before_it_expires() {
     let job = d.join("job.sql");
     std::fs::write(&job, JOB).unwrap();
     let worker = start_worker(&bed, "127.0.0.1:0", &d.join("worker.log")).unwrap();
-    std::thread::sleep(Duration::from_secs(13));
+    // Each renewal comes when a third of the certificate's life is left (~6.7 s after it was
+    // issued): after the second, the first certificate has expired.
+    wait_for("two certificate renewals", || {
+        std::fs::read_to_string(d.join("worker.log"))
+            .is_ok_and(|log| log.matches("worker certificate renewed").count() >= 2)
+    });
     let (success, stdout, stderr) = run_job(&bed, &job, &["--workers", host_port(&worker.url)]);
     assert!(success, "{stderr}");
     assert!(stdout.contains(DATA), "{stdout}");

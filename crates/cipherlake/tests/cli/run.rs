@@ -44,7 +44,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Runs a command of the testbed; returns (success, stdout, stderr).
-fn run(bed: &Testbed, args: &[&str]) -> (bool, String, String) {
+pub fn run(bed: &Testbed, args: &[&str]) -> (bool, String, String) {
     let out = bed.command(args).output().expect("the binary runs");
     (
         out.status.success(),
