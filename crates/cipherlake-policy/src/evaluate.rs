@@ -10,15 +10,52 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::keys::PublicKey;
-use crate::keyword::Tolerance;
+use crate::keyword::{Keyword, Operation, Tolerance};
 use crate::model::Service;
 use crate::policy::Policy;
 
 /// What the workload asks for besides its evidence.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// What the attesting code says it does (bound into its evidence).
+    pub intent: Intent,
     /// SHA-256 of the job file the workload will run (bound into its evidence), if any.
     pub job_hash: Option<[u8; 32]>,
+}
+
+/// What the attesting code binds into its evidence: the operation it performs, or a probe
+/// (`cipherlake attest`: checks admission, receives no certificate and no KMS rights, and sees
+/// released values only for a `debug: true` service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// The code performs this operation with what it receives.
+    Perform(Operation),
+    /// The code only checks whether it would be admitted.
+    Probe,
+}
+
+impl Intent {
+    /// The word bound into the report data and sent to the CAS (`run`, …, `probe`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intent::Perform(operation) => operation.as_str(),
+            Intent::Probe => "probe",
+        }
+    }
+
+    /// Parses [`Intent::as_str`]'s words.
+    pub fn parse(word: &str) -> Option<Self> {
+        if word == "probe" {
+            return Some(Intent::Probe);
+        }
+        <Operation as crate::keyword::Keyword>::parse(word).map(Intent::Perform)
+    }
+}
+
+impl fmt::Display for Intent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The outcome of an evaluation.
@@ -88,6 +125,15 @@ pub enum Reason {
         /// The platform key, if the evidence names one.
         platform: Option<String>,
     },
+    /// The evidence binds another operation than the one the service admits.
+    OperationMismatch {
+        /// The service.
+        service: String,
+        /// The operation it admits (none for a policy of the old model).
+        admits: Option<Operation>,
+        /// The operation the evidence binds.
+        bound: Operation,
+    },
     /// The service allow-lists jobs and the request names none.
     JobMissing,
     /// The job hash is not allow-listed for the service (or the service runs no job files).
@@ -119,6 +165,7 @@ impl Reason {
         "tcb-configuration-needed",
         "tcb-not-evaluated",
         "platform-not-allowed",
+        "operation-mismatch",
         "job-missing",
         "job-not-allowed",
         "evidence-too-old",
@@ -142,6 +189,7 @@ impl Reason {
             },
             Reason::TcbNotEvaluated { .. } => "tcb-not-evaluated",
             Reason::PlatformNotAllowed { .. } => "platform-not-allowed",
+            Reason::OperationMismatch { .. } => "operation-mismatch",
             Reason::JobMissing => "job-missing",
             Reason::JobNotAllowed { .. } => "job-not-allowed",
             Reason::EvidenceTooOld { .. } => "evidence-too-old",
@@ -206,6 +254,20 @@ impl fmt::Display for Reason {
                 "LAS platform {} is not allowed by the policy",
                 optional(platform)
             ),
+            Reason::OperationMismatch {
+                service,
+                admits,
+                bound,
+            } => match admits {
+                Some(admits) => write!(
+                    f,
+                    "the evidence binds operation {bound}, but service {service:?} admits only {admits}"
+                ),
+                None => write!(
+                    f,
+                    "the evidence binds operation {bound}, but service {service:?} declares no operation (a policy of the old model: add `operation:`)"
+                ),
+            },
             Reason::JobMissing => {
                 f.write_str("the service runs allow-listed job files only, and no job was named")
             }
@@ -295,7 +357,18 @@ pub fn evaluate(
         None => reasons.push(Reason::UnknownService {
             service: service.to_string(),
         }),
-        Some(spec) => service_checks(spec, claims, request, &mut reasons),
+        Some(spec) => {
+            if let Intent::Perform(bound) = request.intent
+                && spec.operation() != Some(bound)
+            {
+                reasons.push(Reason::OperationMismatch {
+                    service: service.to_string(),
+                    admits: spec.operation(),
+                    bound,
+                });
+            }
+            service_checks(spec, claims, request, &mut reasons)
+        }
     }
     Decision {
         allowed: reasons.is_empty(),

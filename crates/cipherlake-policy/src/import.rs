@@ -4,7 +4,7 @@
 //! so the CAS calls [`check_import`] with the current versions of the importer and the exporter
 //! whenever it releases an imported secret.
 
-use crate::model::Import;
+use crate::model::{Export, Import};
 use crate::policy::Policy;
 
 /// Why an imported secret cannot be resolved.
@@ -50,6 +50,19 @@ pub enum ImportError {
         /// The importer's secret name.
         name: String,
     },
+    /// The export names the importer, but the importer's owners or hash are not the pinned
+    /// ones (a policy that took the name).
+    #[error(
+        "policy {exporter:?} exports secret {secret:?} to a policy named {importer:?}, but pinned to other owners or another version: this {importer:?} is not the one it trusts"
+    )]
+    NotPinned {
+        /// The exporting policy.
+        exporter: String,
+        /// The exported secret.
+        secret: String,
+        /// The importing policy.
+        importer: String,
+    },
     /// The kinds differ.
     #[error("secret {name:?} is declared {declared}, but the exported secret is {exported}")]
     KindMismatch {
@@ -90,15 +103,26 @@ pub fn check_import<'a>(
             policy: exporter.name().to_string(),
             secret: import.secret.clone(),
         })?;
-    let allowed = exported.export_to.iter().any(|export| {
-        export.policy == importer.name() && export.secret.as_deref().is_none_or(|s| s == name)
-    });
-    if !allowed {
+    let named: Vec<&Export> = exported
+        .export_to
+        .iter()
+        .filter(|export| {
+            export.policy == importer.name() && export.secret.as_deref().is_none_or(|s| s == name)
+        })
+        .collect();
+    if named.is_empty() {
         return Err(ImportError::NotExported {
             exporter: exporter.name().to_string(),
             secret: import.secret.clone(),
             importer: importer.name().to_string(),
             name: name.to_string(),
+        });
+    }
+    if !named.iter().any(|export| pins(export, importer)) {
+        return Err(ImportError::NotPinned {
+            exporter: exporter.name().to_string(),
+            secret: import.secret.clone(),
+            importer: importer.name().to_string(),
         });
     }
     let declared_kind = declared.map(|s| s.kind.to_string()).unwrap_or_default();
@@ -111,4 +135,15 @@ pub fn check_import<'a>(
         });
     }
     Ok(import)
+}
+
+/// Whether `export` pins `importer`: its hash is the pinned one, or one of the pinned keys owns
+/// it. An export pinning neither (refused by validation) pins nothing.
+fn pins(export: &Export, importer: &Policy) -> bool {
+    let by_hash = export.hash.is_some_and(|hash| hash == importer.hash());
+    let by_owner = export
+        .owners
+        .iter()
+        .any(|owner| importer.owners().contains(owner));
+    by_hash || by_owner
 }

@@ -252,3 +252,94 @@ impl Keyword for Console {
         }
     }
 }
+
+/// The one operation a service admits: what the attested code does with what it receives. The
+/// code binds it into its evidence's report data, so a process cannot attest as a service whose
+/// operation it does not perform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Operation {
+    /// `run`: runs an allow-listed SQL job (`jobs:`); the only operation that prints rows, under
+    /// the service's `console` setting.
+    Run,
+    /// `worker`: serves plan fragments of distributed jobs over mTLS.
+    Worker,
+    /// `encrypt`: writes encrypted data (ingest); wraps data keys, never unwraps.
+    Encrypt,
+    /// `serve`: answers queries of policy users over attested connections.
+    Serve,
+}
+
+impl Operation {
+    /// Every operation, in the order documented.
+    pub const ALL: [Operation; 4] = [
+        Operation::Run,
+        Operation::Worker,
+        Operation::Encrypt,
+        Operation::Serve,
+    ];
+}
+
+impl Keyword for Operation {
+    const EXPECTED: &'static str = "run, worker, encrypt or serve";
+
+    fn parse(word: &str) -> Option<Self> {
+        Some(match word {
+            "run" => Operation::Run,
+            "worker" => Operation::Worker,
+            "encrypt" => Operation::Encrypt,
+            "serve" => Operation::Serve,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::Run => "run",
+            Operation::Worker => "worker",
+            Operation::Encrypt => "encrypt",
+            Operation::Serve => "serve",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a grant allows with one KMS key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KmsRight {
+    /// `unwrap`: unwrap data keys (AES keys) or decrypt with the private key (RSA-OAEP, as
+    /// Always Encrypted unwraps column encryption keys): reading data.
+    Unwrap,
+    /// `wrap`: wrap new data keys (AES keys) or sign with the private key (column master key
+    /// metadata): writing data that readers will trust.
+    Wrap,
+}
+
+impl Keyword for KmsRight {
+    const EXPECTED: &'static str = "unwrap or wrap";
+
+    fn parse(word: &str) -> Option<Self> {
+        Some(match word {
+            "unwrap" => KmsRight::Unwrap,
+            "wrap" => KmsRight::Wrap,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            KmsRight::Unwrap => "unwrap",
+            KmsRight::Wrap => "wrap",
+        }
+    }
+}
+
+impl fmt::Display for KmsRight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

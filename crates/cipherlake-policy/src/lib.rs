@@ -10,6 +10,8 @@
 //!   [`sign_read`] and [`verify_read`] authenticate an owner's read of the full document.
 //! * [`evaluate`] checks attested [`cipherlake_attest::Claims`] and a [`Request`] against a
 //!   service and returns a [`Decision`] with every failing [`Reason`].
+//! * [`signed_request`]: requests of users and owners, signed over a CAS nonce and the
+//!   request ([`verify_request`]); users are people, not services, and never attest.
 //! * [`render`] substitutes secret values into a service's `env`, `args` and `files`
 //!   ([`Rendered`]); [`check_import`] resolves secrets shared between policies.
 //!
@@ -29,21 +31,28 @@ pub mod path;
 pub mod policy;
 pub mod render;
 pub mod signed;
+pub mod signed_request;
 pub mod template;
 pub mod validate;
 
 pub use digest::{Digest, DigestAlgorithm};
-pub use evaluate::{Decision, Reason, Request, evaluate, required_tolerances};
+pub use evaluate::{Decision, Intent, Reason, Request, evaluate, required_tolerances};
 pub use hash::PolicyHash;
 pub use import::{ImportError, check_import};
 pub use keys::{KeyError, OwnerSigningKey, PublicKey};
-pub use keyword::{Console, Keyword, Named, SecretKind, Tolerance};
-pub use model::{Attestation, Export, Import, PolicySpec, SecretSpec, SecretText, Service};
+pub use keyword::{Console, Keyword, KmsRight, Named, Operation, SecretKind, Tolerance};
+pub use model::{
+    Attestation, DatabasePin, Export, Import, KmsGrants, PolicySpec, RequiredColumn, SecretSpec,
+    SecretText, Service, User,
+};
 pub use owner_read::{ReadError, read_message, sign_read, verify_read};
 pub use parse::ParseError;
 pub use path::{FieldPath, Location, Segment};
 pub use policy::{Policy, PolicyError};
 pub use render::{RenderError, Rendered, RenderedValue, SecretValue, SecretValues, render};
 pub use signed::{Accepted, SignedPolicy, UpdateError, sign, signing_message, verify_update};
+pub use signed_request::{
+    RequestError, Signer, Target, Verified, request_message, sign_request, verify_request,
+};
 pub use template::TemplateError;
 pub use validate::{Invalid, Issue, IssueKind};

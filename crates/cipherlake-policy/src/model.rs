@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use crate::digest::Digest;
 use crate::hash::PolicyHash;
 use crate::keys::PublicKey;
-use crate::keyword::{Console, Named, SecretKind, Tolerance};
+use crate::keyword::{Console, KmsRight, Named, Operation, SecretKind, Tolerance};
 
 /// The schema version line, `apiVersion: cipherlake/v1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,10 @@ pub struct PolicySpec {
     /// The workloads this policy admits, by service name.
     #[serde(default)]
     pub services: BTreeMap<String, Service>,
+    /// The people and outside systems this policy grants rights to, by user name. They prove
+    /// themselves by signatures of their keys, never by attestation.
+    #[serde(default)]
+    pub users: BTreeMap<String, User>,
     /// Secrets and keys, by name.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSpec>,
@@ -73,6 +77,10 @@ pub struct Attestation {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
+    /// The one operation the service admits (`run`, `worker`, `encrypt`, `serve`); evidence
+    /// binding another operation is refused. Required: validation reports its absence.
+    #[serde(default)]
+    pub operation: Option<Named<Operation>>,
     /// Accepted code measurements (MRENCLAVE, MRTD, SNP launch digest, sim executable hash).
     #[serde(default)]
     pub measurements: Vec<Digest>,
@@ -102,12 +110,140 @@ pub struct Service {
     /// Files by absolute path, with their content (templates).
     #[serde(default)]
     pub files: BTreeMap<String, String>,
-    /// Secrets of key kinds the service may use through the CAS KMS.
+    /// KMS keys the service may use through the CAS KMS, and how.
     #[serde(default)]
-    pub kms_keys: Vec<String>,
-    /// What the job may print: `none` (default), `row-counts`, `full`.
+    pub kms_keys: KmsGrants,
+    /// What the job may print: `none` (default), `row-counts`, `full`. Only for `run`.
     #[serde(default)]
     pub console: Named<Console>,
+    /// Sim only: `cipherlake attest` may print this service's released values (debugging a
+    /// policy). Otherwise it prints names and sizes.
+    #[serde(default)]
+    pub debug: bool,
+    /// SQL databases with Always Encrypted columns the job opens (`DATABASE_NAME` variables),
+    /// by lower-case name: the column master key paths trusted and the columns that must be
+    /// encrypted. A database not listed here opens with no trusted key path.
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabasePin>,
+}
+
+impl Service {
+    /// The declared operation, if it is a known one.
+    pub fn operation(&self) -> Option<Operation> {
+        self.operation.as_ref().and_then(Named::known)
+    }
+}
+
+/// A person or outside system with rights under a policy (MarbleRun's Users with Roles).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// The user's ed25519 public key (`cipherlake policy keygen` makes one). Requests are
+    /// signed with it over a fresh CAS nonce and the request.
+    pub key: PublicKey,
+    /// KMS keys the user may use, and how (e.g. a custodian unwraps results; an ingest tool
+    /// only wraps).
+    #[serde(default)]
+    pub kms_keys: KmsGrants,
+    /// May read the CAS audit log (`GET /v1/audit`).
+    #[serde(default)]
+    pub read_audit: bool,
+    /// May read this policy's full document (without secret values), as owners can.
+    #[serde(default)]
+    pub read_policy: bool,
+}
+
+/// KMS grants: key (a secret name) → what may be done with it (`unwrap`, `wrap`).
+///
+/// Written `kms_keys: { taxi-footer: [unwrap], results-key: [wrap] }`. The old form, a list of
+/// key names that allowed everything, is refused with a message naming the new one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct KmsGrants(pub BTreeMap<String, Vec<Named<KmsRight>>>);
+
+impl KmsGrants {
+    /// Whether `key` is granted `right`.
+    pub fn allows(&self, key: &str, right: KmsRight) -> bool {
+        self.0
+            .get(key)
+            .is_some_and(|rights| rights.contains(&Named::Known(right)))
+    }
+
+    /// Whether any key is granted `right`.
+    pub fn any(&self, right: KmsRight) -> bool {
+        self.0
+            .values()
+            .any(|rights| rights.contains(&Named::Known(right)))
+    }
+
+    /// The granted keys, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+}
+
+impl<'de> Deserialize<'de> for KmsGrants {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct GrantsVisitor;
+        impl<'de> serde::de::Visitor<'de> for GrantsVisitor {
+            type Value = KmsGrants;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of key names to rights, e.g. { taxi-footer: [unwrap] }")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<KmsGrants, A::Error> {
+                Err(serde::de::Error::custom(
+                    "a list of key names is the old form of kms_keys, which allowed every use; \
+                     say what each key allows: kms_keys: { KEY: [unwrap], OTHER: [wrap] }",
+                ))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<KmsGrants, A::Error> {
+                BTreeMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(KmsGrants)
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<KmsGrants, E> {
+                Ok(KmsGrants::default())
+            }
+        }
+        deserializer.deserialize_any(GrantsVisitor)
+    }
+}
+
+/// What a service trusts of one SQL database's Always Encrypted catalog (SqlClient's
+/// `ColumnEncryptionTrustedMasterKeyPaths`): the catalog is read from the database, which is
+/// untrusted storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabasePin {
+    /// Column master key paths the job may use, as the catalog spells them (`cas:KEY` for
+    /// CAS-held keys). A CMK whose path is not listed stops the job before any row is read.
+    #[serde(default)]
+    pub trusted_key_paths: Vec<String>,
+    /// Columns that must be encrypted (optionally with a named column encryption key).
+    #[serde(default)]
+    pub columns: Vec<RequiredColumn>,
+    /// Whether column master keys in local PEM files may be used (default: no).
+    #[serde(default)]
+    pub local_keys: bool,
+}
+
+/// A column the catalog must mark encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredColumn {
+    /// The table.
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// The column encryption key it must use (any when absent).
+    #[serde(default)]
+    pub cek: Option<String>,
 }
 
 /// A secret or key.
@@ -146,7 +282,8 @@ pub struct SecretSpec {
     pub valid_days: Option<u32>,
 }
 
-/// Permission for another policy to import a secret.
+/// Permission for another policy to import a secret. The importer is pinned by its owners or
+/// its hash, never by its name alone (names can be taken by anyone).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Export {
@@ -155,6 +292,12 @@ pub struct Export {
     /// The importing policy's secret name that may receive it (default: any).
     #[serde(default)]
     pub secret: Option<String>,
+    /// Keys of which at least one must own the importing policy's current version.
+    #[serde(default)]
+    pub owners: Vec<PublicKey>,
+    /// The importing policy's exact version.
+    #[serde(default)]
+    pub hash: Option<PolicyHash>,
 }
 
 /// Where an imported secret comes from.

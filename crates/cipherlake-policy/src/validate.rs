@@ -8,8 +8,8 @@ use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
 use crate::digest::{Digest, DigestAlgorithm};
-use crate::keyword::{Keyword, Named, SecretKind};
-use crate::model::{PolicySpec, SecretSpec, SecretText, Service};
+use crate::keyword::{Console, Keyword, KmsRight, Named, Operation, SecretKind};
+use crate::model::{KmsGrants, PolicySpec, SecretSpec, SecretText, Service, User};
 use crate::names::{MAX_NAME_LEN, file_path_problem, is_dns_name, is_env_name, is_name};
 use crate::parse::{SourceMap, at_location};
 use crate::path::{FieldPath, Location};
@@ -159,6 +159,46 @@ pub enum IssueKind {
     /// An import or export naming this policy itself.
     #[error("a policy cannot import from or export to itself")]
     SelfReference,
+    /// A service without `operation` (policies of the model before operations).
+    #[error(
+        "a service declares the one operation it admits: `operation: run` (with `jobs`), `worker`, `encrypt` or `serve`"
+    )]
+    MissingOperation,
+    /// A `run` service without allow-listed jobs.
+    #[error("an `operation: run` service allow-lists the job files it runs in `jobs` (sha256:HEX)")]
+    RunWithoutJobs,
+    /// A grant without any right.
+    #[error("grant at least one right to {0:?} (unwrap, wrap)")]
+    NoRights(String),
+    /// An `encrypt` service granted `unwrap`.
+    #[error(
+        "an `encrypt` service only wraps new data keys; granting unwrap on {0:?} would let it decrypt"
+    )]
+    EncryptUnwraps(String),
+    /// `debug: true` in a policy that does not list sim.
+    #[error(
+        "`debug: true` lets `cipherlake attest` print released values; only policies listing sim may set it"
+    )]
+    DebugWithoutSim,
+    /// Two services the CAS cannot tell apart, with different grants.
+    #[error(
+        "services {first:?} and {second:?} admit the same code and operation ({operation}){jobs}, but hold different grants or console settings; the CAS cannot tell them apart, so either could take both: give them one set of grants, or pin different code"
+    )]
+    IndistinguishableServices {
+        /// One service.
+        first: String,
+        /// The other.
+        second: String,
+        /// Their operation.
+        operation: Operation,
+        /// `" and job"` when both are `run` services sharing a job.
+        jobs: &'static str,
+    },
+    /// An export that pins the importer by name alone.
+    #[error(
+        "pin the importing policy by `owners` (keys of which one must own it) or `hash` (its exact version): anyone can create a policy under a name"
+    )]
+    UnpinnedExport,
     /// An imported secret listed for export again.
     #[error(
         "an imported secret cannot be exported again (its exporting policy decides who may import it)"
@@ -252,8 +292,83 @@ impl Checker<'_> {
         for (name, service) in &spec.services {
             self.service(&root.key("services").key(name.clone()), name, service);
         }
+        for (name, user) in &spec.users {
+            self.user(&root.key("users").key(name.clone()), name, user);
+        }
         for (name, secret) in &spec.secrets {
             self.secret(&root.key("secrets").key(name.clone()), name, secret);
+        }
+        self.indistinguishable_services();
+    }
+
+    fn user(&mut self, path: &FieldPath, name: &str, user: &User) {
+        if !is_name(name) {
+            self.report(path.clone(), IssueKind::InvalidName(name.to_string()));
+        }
+        if user.key.verifying_key().is_none() {
+            self.report(
+                path.key("key"),
+                IssueKind::UnusableOwnerKey(user.key.to_string()),
+            );
+        }
+        self.grants(&path.key("kms_keys"), &user.kms_keys);
+    }
+
+    /// Services with the same operation whose code identities (and, for `run`, jobs) overlap
+    /// are one identity to the CAS: their grants must not differ.
+    fn indistinguishable_services(&mut self) {
+        let services: Vec<_> = self.spec.services.iter().collect();
+        for (i, (first, a)) in services.iter().enumerate() {
+            for (second, b) in &services[i + 1..] {
+                let Some(operation) = a.operation().filter(|op| Some(*op) == b.operation()) else {
+                    continue;
+                };
+                let overlap = |x: &[Digest], y: &[Digest]| {
+                    x.is_empty() && y.is_empty() || x.iter().any(|d| y.contains(d))
+                };
+                let same_code =
+                    overlap(&a.measurements, &b.measurements) && overlap(&a.signers, &b.signers);
+                let same_jobs = operation != Operation::Run || overlap(&a.jobs, &b.jobs);
+                let same_grants = a.kms_keys == b.kms_keys && a.console == b.console;
+                if same_code && same_jobs && !same_grants {
+                    self.report(
+                        FieldPath::root().key("services").key(second.to_string()),
+                        IssueKind::IndistinguishableServices {
+                            first: first.to_string(),
+                            second: second.to_string(),
+                            operation,
+                            jobs: if operation == Operation::Run {
+                                " and job"
+                            } else {
+                                ""
+                            },
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// KMS grants: key secrets, known rights, at least one, no duplicates.
+    fn grants(&mut self, path: &FieldPath, grants: &KmsGrants) {
+        for (key, rights) in &grants.0 {
+            let at = path.key(key.clone());
+            match self.spec.secrets.get(key).map(|secret| secret.kind.known()) {
+                None => self.report(at.clone(), IssueKind::UndefinedSecret(key.clone())),
+                Some(Some(kind)) if !kind.is_kms_key() => self.report(
+                    at.clone(),
+                    IssueKind::NotAKmsKey {
+                        name: key.clone(),
+                        kind,
+                    },
+                ),
+                // Unknown kinds are reported with the secret.
+                Some(_) => {}
+            }
+            if rights.is_empty() {
+                self.report(at.clone(), IssueKind::NoRights(key.clone()));
+            }
+            self.keywords::<KmsRight>(&at, "KMS right", rights);
         }
     }
 
@@ -406,23 +521,81 @@ impl Checker<'_> {
             }
             self.template(at, template);
         }
-        let mut seen = HashSet::new();
-        for (i, key) in service.kms_keys.iter().enumerate() {
-            let at = path.key("kms_keys").index(i);
-            if !seen.insert(key) {
-                self.duplicate(at.clone(), "KMS key", format!("{key:?}"));
-            }
-            match self.spec.secrets.get(key).map(|secret| secret.kind.known()) {
-                None => self.report(at, IssueKind::UndefinedSecret(key.clone())),
-                Some(Some(kind)) if !kind.is_kms_key() => self.report(
-                    at,
-                    IssueKind::NotAKmsKey {
-                        name: key.clone(),
-                        kind,
+        self.grants(&path.key("kms_keys"), &service.kms_keys);
+        self.operation(path, service);
+    }
+
+    /// The operation and the fields that depend on it.
+    fn operation(&mut self, path: &FieldPath, service: &Service) {
+        let operation = match &service.operation {
+            None => return self.report(path.key("operation"), IssueKind::MissingOperation),
+            Some(Named::Unknown(word)) => {
+                return self.report(
+                    path.key("operation"),
+                    IssueKind::UnknownKeyword {
+                        field: "operation",
+                        word: word.clone(),
+                        expected: Operation::EXPECTED,
                     },
-                ),
-                // Unknown kinds are reported with the secret.
-                Some(_) => {}
+                );
+            }
+            Some(Named::Known(operation)) => *operation,
+        };
+        if operation == Operation::Run && service.jobs.is_empty() {
+            self.report(path.key("jobs"), IssueKind::RunWithoutJobs);
+        }
+        if operation != Operation::Run && !service.jobs.is_empty() {
+            self.report(
+                path.key("jobs"),
+                IssueKind::NotApplicable {
+                    field: "jobs",
+                    applies: "only `operation: run` services run job files",
+                },
+            );
+        }
+        if operation != Operation::Run && service.console != Named::Known(Console::None) {
+            self.report(
+                path.key("console"),
+                IssueKind::NotApplicable {
+                    field: "console",
+                    applies: "only `operation: run` prints, under its console setting",
+                },
+            );
+        }
+        if operation == Operation::Encrypt {
+            for (key, rights) in &service.kms_keys.0 {
+                if rights.contains(&Named::Known(KmsRight::Unwrap)) {
+                    self.report(
+                        path.key("kms_keys").key(key.clone()),
+                        IssueKind::EncryptUnwraps(key.clone()),
+                    );
+                }
+            }
+        }
+        if service.debug && !self.sim_listed() {
+            self.report(path.key("debug"), IssueKind::DebugWithoutSim);
+        }
+        if operation != Operation::Run && !service.databases.is_empty() {
+            self.report(
+                path.key("databases"),
+                IssueKind::NotApplicable {
+                    field: "databases",
+                    applies: "only `operation: run` jobs open SQL databases",
+                },
+            );
+        }
+        for (name, pin) in &service.databases {
+            let at = path.key("databases").key(name.clone());
+            if !is_name(name) || name.chars().any(|c| c.is_ascii_uppercase()) {
+                self.report(at.clone(), IssueKind::InvalidName(name.clone()));
+            }
+            for (i, column) in pin.columns.iter().enumerate() {
+                if column.table.is_empty() || column.column.is_empty() {
+                    self.report(
+                        at.key("columns").index(i),
+                        IssueKind::OutOfRange("name the table and the column".into()),
+                    );
+                }
             }
         }
     }
@@ -649,6 +822,17 @@ impl Checker<'_> {
                 && !is_name(name)
             {
                 self.report(at.key("secret"), IssueKind::InvalidName(name.clone()));
+            }
+            if export.owners.is_empty() && export.hash.is_none() {
+                self.report(at.clone(), IssueKind::UnpinnedExport);
+            }
+            for (j, owner) in export.owners.iter().enumerate() {
+                if owner.verifying_key().is_none() {
+                    self.report(
+                        at.key("owners").index(j),
+                        IssueKind::UnusableOwnerKey(owner.to_string()),
+                    );
+                }
             }
             if !seen.insert((&export.policy, &export.secret)) {
                 self.duplicate(at, "export", format!("to policy {:?}", export.policy));

@@ -122,6 +122,8 @@ attestation:
   tees: [sgx]
 services:
   driver:
+    operation: run
+    jobs: [sha256:{JOB}]
     measurements: [sha256:{MRENCLAVE}]
     signers: [sha256:{MRSIGNER}]
     product_id: 7

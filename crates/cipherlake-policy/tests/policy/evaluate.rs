@@ -2,7 +2,9 @@
 //! that lift them, and all reasons collected together.
 
 use cipherlake_attest::{Claims, TcbStatus, Tee};
-use cipherlake_policy::{Decision, Policy, Reason, Request, Tolerance, evaluate};
+use cipherlake_policy::{
+    Decision, Intent, Operation, Policy, Reason, Request, Tolerance, evaluate,
+};
 
 use super::common::{
     DRIVER, MRSIGNER, NOW, PLATFORM, WORKER, example, example_text, job, replace, sgx_claims,
@@ -11,7 +13,16 @@ use super::common::{
 
 fn with_job() -> Request {
     Request {
+        intent: Intent::Perform(Operation::Run),
         job_hash: Some(job()),
+    }
+}
+
+/// A probe without a job: every check but the operation's.
+fn no_job() -> Request {
+    Request {
+        intent: Intent::Probe,
+        job_hash: None,
     }
 }
 
@@ -30,7 +41,7 @@ fn sgx() -> Policy {
 }
 
 fn sgx_driver(claims: &Claims) -> Decision {
-    evaluate(&sgx(), "driver", claims, &Request::default(), NOW)
+    evaluate(&sgx(), "driver", claims, &with_job(), NOW)
 }
 
 #[test]
@@ -41,13 +52,7 @@ fn healthy_workloads_are_allowed() {
         decision.allowed && decision.reasons.is_empty(),
         "{decision:?}"
     );
-    let worker = evaluate(
-        &policy,
-        "worker",
-        &sim_claims(WORKER),
-        &Request::default(),
-        NOW,
-    );
+    let worker = evaluate(&policy, "worker", &sim_claims(WORKER), &no_job(), NOW);
     assert!(worker.allowed, "{worker:?}");
     assert!(sgx_driver(&sgx_claims()).allowed);
 }
@@ -202,7 +207,7 @@ fn outdated_tcb_is_refused_unless_tolerated() {
         "tees: [sgx]\n  tolerate: [outdated-tcb]",
     ))
     .expect("valid");
-    assert!(evaluate(&tolerant, "driver", &claims, &Request::default(), NOW).allowed);
+    assert!(evaluate(&tolerant, "driver", &claims, &with_job(), NOW).allowed);
 }
 
 #[test]
@@ -247,7 +252,7 @@ fn every_tcb_status_maps_to_its_tolerances() {
             .collect();
         refused_with(sgx_driver(&claims), &expected);
         assert!(
-            evaluate(&tolerant, "driver", &claims, &Request::default(), NOW).allowed,
+            evaluate(&tolerant, "driver", &claims, &with_job(), NOW).allowed,
             "{status:?}"
         );
     }
@@ -262,7 +267,7 @@ fn every_tcb_status_maps_to_its_tolerances() {
         tcb_status: TcbStatus::ConfigurationAndSwHardeningNeeded,
         ..sgx_claims()
     };
-    let decision = evaluate(&partial, "driver", &claims, &Request::default(), NOW);
+    let decision = evaluate(&partial, "driver", &claims, &with_job(), NOW);
     assert_eq!(
         decision.reasons,
         [Reason::TcbNotTolerated {
@@ -293,7 +298,7 @@ fn tcb_not_evaluated_is_refused_for_dcap_only() {
             ..sgx_claims()
         };
         assert!(
-            evaluate(&policy, "driver", &claims, &Request::default(), NOW).allowed,
+            evaluate(&policy, "driver", &claims, &with_job(), NOW).allowed,
             "{tee}"
         );
     }
@@ -344,7 +349,7 @@ fn sim_platform_must_be_listed_when_platforms_are() {
             &service_level,
             "worker",
             &sim_claims(WORKER),
-            &Request::default(),
+            &no_job(),
             NOW
         )
         .allowed
@@ -356,6 +361,7 @@ fn job_must_be_allow_listed() {
     let policy = example();
     let other = Request {
         job_hash: Some([9; 32]),
+        ..with_job()
     };
     refused_with(
         evaluate(&policy, "driver", &sim_claims(DRIVER), &other, NOW),
@@ -364,17 +370,15 @@ fn job_must_be_allow_listed() {
         }],
     );
     refused_with(
-        evaluate(
-            &policy,
-            "driver",
-            &sim_claims(DRIVER),
-            &Request::default(),
-            NOW,
-        ),
+        evaluate(&policy, "driver", &sim_claims(DRIVER), &no_job(), NOW),
         &[Reason::JobMissing],
     );
     // A service without allow-listed jobs runs none.
-    let decision = evaluate(&policy, "worker", &sim_claims(WORKER), &with_job(), NOW);
+    let probe = Request {
+        intent: Intent::Probe,
+        job_hash: Some(job()),
+    };
+    let decision = evaluate(&policy, "worker", &sim_claims(WORKER), &probe, NOW);
     assert_eq!(decision.reasons.len(), 1);
     assert_eq!(decision.reasons[0].code(), "job-not-allowed");
 }
@@ -382,13 +386,7 @@ fn job_must_be_allow_listed() {
 #[test]
 fn unknown_service() {
     refused_with(
-        evaluate(
-            &example(),
-            "executor",
-            &sim_claims(DRIVER),
-            &Request::default(),
-            NOW,
-        ),
+        evaluate(&example(), "executor", &sim_claims(DRIVER), &no_job(), NOW),
         &[Reason::UnknownService {
             service: "executor".into(),
         }],
@@ -425,7 +423,7 @@ fn all_failing_reasons_are_collected() {
         tcb_status: TcbStatus::OutOfDateConfigurationNeeded,
         ..sim_claims(DRIVER)
     };
-    let decision = evaluate(&example(), "driver", &claims, &Request::default(), NOW);
+    let decision = evaluate(&example(), "driver", &claims, &no_job(), NOW);
     let codes: Vec<&str> = decision.reasons.iter().map(Reason::code).collect();
     assert_eq!(
         codes,
@@ -464,13 +462,7 @@ fn all_failing_reasons_are_collected() {
 
 #[test]
 fn decisions_serialise_with_codes_and_messages() {
-    let decision = evaluate(
-        &example(),
-        "nope",
-        &sim_claims(DRIVER),
-        &Request::default(),
-        NOW,
-    );
+    let decision = evaluate(&example(), "nope", &sim_claims(DRIVER), &no_job(), NOW);
     let json = serde_json::to_value(&decision).expect("serialises");
     assert_eq!(json["allowed"], false);
     assert_eq!(json["reasons"][0]["code"], "unknown-service");
@@ -498,4 +490,52 @@ fn reason_codes_are_unique_and_listed() {
     for reason in samples {
         assert!(Reason::CODES.contains(&reason.code()), "{}", reason.code());
     }
+}
+
+#[test]
+fn evidence_binding_another_operation_is_refused() {
+    let policy = example();
+    // The worker's code binding `run` (as `attest --job` could claim before operations), and
+    // the driver's binding `worker`: both refused, naming both operations.
+    let decision = evaluate(&policy, "worker", &sim_claims(WORKER), &with_job(), NOW);
+    assert!(decision.reasons.contains(&Reason::OperationMismatch {
+        service: "worker".into(),
+        admits: Some(Operation::Worker),
+        bound: Operation::Run,
+    }));
+    let as_worker = Request {
+        intent: Intent::Perform(Operation::Worker),
+        job_hash: Some(job()),
+    };
+    let decision = evaluate(&policy, "driver", &sim_claims(DRIVER), &as_worker, NOW);
+    refused_with(
+        decision.clone(),
+        &[Reason::OperationMismatch {
+            service: "driver".into(),
+            admits: Some(Operation::Run),
+            bound: Operation::Worker,
+        }],
+    );
+    let shown = decision.reasons[0].to_string();
+    assert!(
+        shown.contains("binds operation worker") && shown.contains("admits only run"),
+        "{shown}"
+    );
+    assert_eq!(decision.reasons[0].code(), "operation-mismatch");
+    // Every operation other than the service's is refused.
+    for op in Operation::ALL
+        .into_iter()
+        .filter(|op| *op != Operation::Run)
+    {
+        let request = Request {
+            intent: Intent::Perform(op),
+            job_hash: Some(job()),
+        };
+        assert!(!evaluate(&policy, "driver", &sim_claims(DRIVER), &request, NOW).allowed);
+    }
+    let worker = Request {
+        intent: Intent::Perform(Operation::Worker),
+        job_hash: None,
+    };
+    assert!(evaluate(&policy, "worker", &sim_claims(WORKER), &worker, NOW).allowed);
 }

@@ -8,7 +8,7 @@ use super::common::{DRIVER, example, example_text, replace};
 /// The example's hash. Changing it means the canonical form changed, which invalidates every
 /// stored signature: do not update it casually.
 const EXAMPLE_HASH: &str =
-    "sha256:834154c5ca207d8eed85012b2610fe2c560e05ed42b3a027dab082e2768dbd03";
+    "sha256:d5a7f4cff591b2e51c871de304b1f7a66345f5da46b92239a9e53594ffe980ed";
 
 #[test]
 fn the_example_hash_is_pinned() {
@@ -29,7 +29,7 @@ fn same_hash_when_reordered_reformatted_and_commented() {
     let text = format!(
         r#"# the same policy, written differently
 secrets:
-  results-cmk: {{ export_to: [{{ policy: taxi-reporting }}], generate: true, kind: "rsa-2048" }}
+  results-cmk: {{ export_to: [{{ owners: [ed25519:2152F8D19B791D24453242E15F2EAB6CB7CFFA7B6A5ED30097960E069881DB12], policy: taxi-reporting }}], generate: true, kind: "rsa-2048" }}
   taxi-pii:
     generate: true
     kind: aes-256
@@ -38,13 +38,15 @@ secrets:
     generate: true
   sql_url: {{ value: 'postgres://analytics@db.internal:5432/taxi?sslmode=require', kind: ascii }}
 services:
-  worker: {{ kms_keys: [taxi-footer, taxi-pii], measurements: ["{worker}"] }}
+  worker: {{ kms_keys: {{ taxi-pii: [unwrap], taxi-footer: [unwrap] }}, operation: worker, measurements: ["{worker}"] }}
   driver:
     console: row-counts
     kms_keys:
-      - taxi-footer
-      - taxi-pii
-      - results-cmk
+      results-cmk: [unwrap]
+      taxi-pii: [unwrap]
+      taxi-footer:
+        - unwrap
+    operation: run
     files: {{ "/etc/cipherlake/results-cmk.pub.pem": "{{{{ secret.results-cmk.public | pem }}}}" }}
     args:
       - --policy
@@ -56,6 +58,11 @@ services:
       TAXI_URI: "file:///data/taxi"
     jobs: [sha256:{job}]
     measurements: [{driver_upper}]
+users:
+  auditor: {{ read_audit: true, key: "ed25519:ee93a4f66f8d16b819bb9beb9ffccdfcdc1412e87fee6a324c2a99a1e0e67148" }}
+  ingest:
+    kms_keys: {{ taxi-pii: [wrap], taxi-footer: [wrap] }}
+    key: 6355691c178a8ff91007a7478afb955ef7352c63e7b25703984cf78b26e21a56
 attestation: {{ tolerate: [], tees: [sim] }}
 owners: [ "ed25519:2152F8D19B791D24453242E15F2EAB6CB7CFFA7B6A5ED30097960E069881DB12" ]
 name: "taxi-analytics"
@@ -125,10 +132,11 @@ fn template_text_is_hashed_as_written() {
 
 #[test]
 fn list_order_is_significant() {
-    let text = replace(
-        &example_text(),
-        "kms_keys: [taxi-footer, taxi-pii]",
-        "kms_keys: [taxi-pii, taxi-footer]",
+    let text = replace(&example_text(), "tees: [sim]", "tees: [sim, sgx]");
+    let reordered = replace(&example_text(), "tees: [sim]", "tees: [sgx, sim]");
+    assert_ne!(
+        Policy::parse(&text).expect("valid").hash(),
+        Policy::parse(&reordered).expect("valid").hash()
     );
     assert_ne!(
         Policy::parse(&text).expect("valid").hash().to_string(),

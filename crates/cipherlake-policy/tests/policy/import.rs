@@ -4,20 +4,92 @@ use cipherlake_policy::{ImportError, Policy, check_import};
 
 use super::common::{example, replace};
 
-fn reporting(import: &str) -> Policy {
+/// The example's owner, which the export pins as owner of taxi-reporting.
+const PINNED_OWNER: &str =
+    "ed25519:2152f8d19b791d24453242e15f2eab6cb7cffa7b6a5ed30097960e069881db12";
+/// Someone else's key.
+const SQUATTER: &str = "ed25519:ee93a4f66f8d16b819bb9beb9ffccdfcdc1412e87fee6a324c2a99a1e0e67148";
+
+fn reporting_owned_by(owner: &str, import: &str) -> Policy {
     let text = format!(
         "apiVersion: cipherlake/v1
 name: taxi-reporting
-owners: [ed25519:2152f8d19b791d24453242e15f2eab6cb7cffa7b6a5ed30097960e069881db12]
+owners: [{owner}]
 attestation: {{ tees: [sim] }}
 services:
-  report: {{ measurements: [sha384:{}], kms_keys: [cmk] }}
+  report: {{ operation: worker, measurements: [sha384:{}], kms_keys: {{ cmk: [unwrap] }} }}
 secrets:
   cmk: {import}
 ",
         "ab".repeat(48)
     );
     Policy::parse(&text).expect("valid")
+}
+
+fn reporting(import: &str) -> Policy {
+    reporting_owned_by(PINNED_OWNER, import)
+}
+
+const IMPORT_CMK: &str =
+    "{ kind: rsa-2048, import_from: { policy: taxi-analytics, secret: results-cmk } }";
+
+#[test]
+fn a_policy_squatting_the_importers_name_gets_nothing() {
+    // Same name, other owners: whether created before or after the export, it is not the
+    // policy the exporter pinned.
+    let squatter = reporting_owned_by(SQUATTER, IMPORT_CMK);
+    let refused = check_import(&squatter, "cmk", &example());
+    assert!(
+        matches!(refused, Err(ImportError::NotPinned { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("pinned to other owners"),
+        "names the cause"
+    );
+}
+
+#[test]
+fn an_export_pinned_by_hash_admits_that_version_only() {
+    let importer = reporting(IMPORT_CMK);
+    let pinned = replace(
+        &super::common::example_text(),
+        "        owners: [ed25519:2152f8d19b791d24453242e15f2eab6cb7cffa7b6a5ed30097960e069881db12]\n",
+        &format!("        hash: {}\n", importer.hash()),
+    );
+    let exporter = Policy::parse(&pinned).expect("valid");
+    check_import(&importer, "cmk", &exporter).expect("the pinned version imports");
+    // Another version of the importer (same owners, one more service field) does not.
+    let changed = reporting(
+        "{ kind: rsa-2048, import_from: { policy: taxi-analytics, secret: results-cmk }, export_to: [] }",
+    );
+    assert_eq!(
+        changed.hash(),
+        importer.hash(),
+        "defaults do not change the hash"
+    );
+    let other = reporting_owned_by(&format!("{PINNED_OWNER}, {SQUATTER}"), IMPORT_CMK);
+    assert!(matches!(
+        check_import(&other, "cmk", &exporter),
+        Err(ImportError::NotPinned { .. })
+    ));
+}
+
+#[test]
+fn an_export_pinning_nothing_is_invalid() {
+    let text = replace(
+        &super::common::example_text(),
+        "        owners: [ed25519:2152f8d19b791d24453242e15f2eab6cb7cffa7b6a5ed30097960e069881db12]\n",
+        "",
+    );
+    let e = super::common::refused(&text).to_string();
+    assert!(
+        e.contains("secrets.results-cmk.export_to[0]") && e.contains("pin the importing policy"),
+        "{e}"
+    );
 }
 
 #[test]

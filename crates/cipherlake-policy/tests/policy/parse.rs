@@ -15,8 +15,8 @@ fn parse_error(text: &str) -> ParseError {
 fn unknown_field_names_path_line_and_field() {
     let text = replace(
         &example_text(),
-        "    kms_keys: [taxi-footer, taxi-pii]\n",
-        "    kms_key: [taxi-footer, taxi-pii]\n",
+        "    kms_keys: { taxi-footer: [unwrap], taxi-pii: [unwrap] }\n",
+        "    kms_key: { taxi-footer: [unwrap], taxi-pii: [unwrap] }\n",
     );
     let e = parse_error(&text);
     assert_eq!(e.path.to_string(), "services.worker.kms_key");
@@ -153,4 +153,20 @@ fn secret_values_stay_out_of_parse_errors() {
     let e = parse_error(&text);
     assert_eq!(e.path.to_string(), "secrets.sql_url.value");
     assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+#[test]
+fn the_old_kms_keys_list_names_the_new_form() {
+    let text = replace(
+        &example_text(),
+        "    kms_keys: { taxi-footer: [unwrap], taxi-pii: [unwrap] }\n",
+        "    kms_keys: [taxi-footer, taxi-pii]\n",
+    );
+    let e = parse_error(&text);
+    assert_eq!(e.path.to_string(), "services.worker.kms_keys");
+    assert!(
+        e.message.contains("old form") && e.message.contains("[unwrap]"),
+        "{}",
+        e.message
+    );
 }

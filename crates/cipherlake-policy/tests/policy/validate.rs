@@ -156,15 +156,16 @@ fn malformed_template() {
 
 #[test]
 fn kms_keys_must_name_key_secrets() {
+    const WORKER_KEYS: &str = "kms_keys: { taxi-footer: [unwrap], taxi-pii: [unwrap] }";
     let text = replace(
         &example_text(),
-        "kms_keys: [taxi-footer, taxi-pii]",
-        "kms_keys: [taxi-footer, sql_url]",
+        WORKER_KEYS,
+        "kms_keys: { taxi-footer: [unwrap], sql_url: [unwrap] }",
     );
     let kind = single(
         &text,
-        "services.worker.kms_keys[1]",
-        "kms_keys: [taxi-footer, sql_url]",
+        "services.worker.kms_keys.sql_url",
+        "sql_url: [unwrap]",
     );
     assert_eq!(
         kind,
@@ -175,13 +176,163 @@ fn kms_keys_must_name_key_secrets() {
     );
     let text = replace(
         &example_text(),
-        "kms_keys: [taxi-footer, taxi-pii]",
-        "kms_keys: [taxi-footer, nope]",
+        WORKER_KEYS,
+        "kms_keys: { taxi-footer: [unwrap], nope: [unwrap] }",
     );
     assert_eq!(
-        single(&text, "services.worker.kms_keys[1]", "nope"),
+        single(&text, "services.worker.kms_keys.nope", "nope"),
         IssueKind::UndefinedSecret("nope".into())
     );
+    let text = replace(
+        &example_text(),
+        WORKER_KEYS,
+        "kms_keys: { taxi-footer: [unwrap], taxi-pii: [] }",
+    );
+    assert_eq!(
+        single(&text, "services.worker.kms_keys.taxi-pii", "taxi-pii: []"),
+        IssueKind::NoRights("taxi-pii".into())
+    );
+    let text = replace(
+        &example_text(),
+        WORKER_KEYS,
+        "kms_keys: { taxi-footer: [unwrap], taxi-pii: [decrypt] }",
+    );
+    assert!(matches!(
+        single(&text, "services.worker.kms_keys.taxi-pii[0]", "decrypt"),
+        IssueKind::UnknownKeyword { .. }
+    ));
+}
+
+const WORKER_OPERATION: &str =
+    "    operation: worker              # serves plan fragments of the driver's jobs\n";
+
+#[test]
+fn a_service_without_operation_names_the_new_field() {
+    let text = replace(&example_text(), WORKER_OPERATION, "");
+    let invalid = invalid(&text);
+    assert_eq!(invalid.issues.len(), 1, "{invalid}");
+    assert_eq!(
+        invalid.issues[0].path.to_string(),
+        "services.worker.operation"
+    );
+    assert_eq!(invalid.issues[0].kind, IssueKind::MissingOperation);
+    assert!(
+        invalid.to_string().contains("`operation: run`"),
+        "{invalid}"
+    );
+    let text = replace(&example_text(), "operation: worker ", "operation: decrypt ");
+    assert!(matches!(
+        single(&text, "services.worker.operation", "operation: decrypt"),
+        IssueKind::UnknownKeyword { .. }
+    ));
+}
+
+#[test]
+fn operations_decide_jobs_console_and_grants() {
+    // run needs allow-listed jobs.
+    let text = replace(
+        &example_text(),
+        "      - sha256:9625ed6f258439ec40d4b47c45866b7287d5ad850483ea7698d1e299543401ce\n",
+        "",
+    );
+    let text = replace(
+        &text,
+        "    jobs:                          # the only job files the driver may run\n",
+        "",
+    );
+    let found = invalid(&text);
+    assert_eq!(found.issues.len(), 1, "{found}");
+    assert_eq!(found.issues[0].kind, IssueKind::RunWithoutJobs);
+    // Only run has jobs and prints.
+    let text = replace(
+        &example_text(),
+        WORKER_OPERATION,
+        "    operation: worker\n    console: full\n    jobs: [sha256:9625ed6f258439ec40d4b47c45866b7287d5ad850483ea7698d1e299543401ce]\n",
+    );
+    let found = invalid(&text);
+    let paths: Vec<String> = found.issues.iter().map(|i| i.path.to_string()).collect();
+    assert_eq!(
+        paths,
+        ["services.worker.console", "services.worker.jobs"],
+        "{found}"
+    );
+    // An encrypt service only wraps.
+    let text = replace(&example_text(), "operation: worker ", "operation: encrypt ");
+    let found = invalid(&text);
+    let kinds: Vec<IssueKind> = found.issues.iter().map(|i| i.kind.clone()).collect();
+    assert_eq!(
+        kinds,
+        [
+            IssueKind::EncryptUnwraps("taxi-footer".into()),
+            IssueKind::EncryptUnwraps("taxi-pii".into())
+        ],
+        "{found}"
+    );
+    let text = replace(
+        &text,
+        "kms_keys: { taxi-footer: [unwrap], taxi-pii: [unwrap] }",
+        "kms_keys: { taxi-footer: [wrap], taxi-pii: [wrap] }",
+    );
+    Policy::parse(&text).expect("a wrap-only encrypt service is valid");
+}
+
+#[test]
+fn debug_printing_needs_a_sim_policy() {
+    let text = replace(
+        &example_text(),
+        WORKER_OPERATION,
+        "    operation: worker\n    debug: true\n",
+    );
+    Policy::parse(&text).expect("debug is allowed in a sim policy");
+    let text = replace(&text, "tees: [sim]", "tees: [sgx]");
+    assert_eq!(
+        single(&text, "services.worker.debug", "debug: true"),
+        IssueKind::DebugWithoutSim
+    );
+}
+
+#[test]
+fn services_the_cas_cannot_tell_apart_must_hold_the_same_grants() {
+    // A second worker with the worker's measurement and operation but more keys: whoever runs
+    // the worker code could attest as either and take both.
+    let text = replace(
+        &example_text(),
+        "users:",
+        "  worker2:\n    operation: worker\n    measurements: [sha384:3146f0f69c333bbe3f5f39a1b4685df0d16d9b9da760470bf4f080a8df3338bacf30cdb720eb9b99f436145f649bda1d]\n    kms_keys: { results-cmk: [unwrap] }\nusers:",
+    );
+    let invalid = invalid(&text);
+    assert_eq!(invalid.issues.len(), 1, "{invalid}");
+    assert_eq!(invalid.issues[0].path.to_string(), "services.worker2");
+    assert!(matches!(
+        invalid.issues[0].kind,
+        IssueKind::IndistinguishableServices { .. }
+    ));
+    // The same grants are fine (the CAS need not tell them apart), and so is other code.
+    let same = replace(
+        &text,
+        "kms_keys: { results-cmk: [unwrap] }",
+        "kms_keys: { taxi-footer: [unwrap], taxi-pii: [unwrap] }",
+    );
+    Policy::parse(&same).expect("same grants");
+    let other_code = replace(
+        &text,
+        "    measurements: [sha384:3146",
+        "    measurements: [sha384:4146",
+    );
+    Policy::parse(&other_code).expect("other code");
+}
+
+#[test]
+fn users_need_usable_keys_and_key_grants() {
+    let text = replace(
+        &example_text(),
+        "kms_keys: { taxi-footer: [wrap], taxi-pii: [wrap] }",
+        "kms_keys: { taxi-footer: [wrap], sql_url: [wrap] }",
+    );
+    assert!(matches!(
+        single(&text, "users.ingest.kms_keys.sql_url", "sql_url: [wrap]"),
+        IssueKind::NotAKmsKey { .. }
+    ));
 }
 
 #[test]
@@ -208,7 +359,7 @@ fn value_together_with_generate() {
         invalid
             .issues
             .iter()
-            .all(|i| i.location.map(|l| l.line) == Some(line_of(&text, "taxi-pii:")))
+            .all(|i| i.location.map(|l| l.line) == Some(line_of(&text, "taxi-pii: { kind")))
     );
 }
 
@@ -361,7 +512,7 @@ fn import_and_export_consistency() {
         "taxi-pii: { kind: aes-256, generate: true, import_from: { policy: upstream, secret: pii } }",
     );
     assert_eq!(
-        single(&text, "secrets.taxi-pii.import_from", "taxi-pii:"),
+        single(&text, "secrets.taxi-pii.import_from", "taxi-pii: { kind"),
         IssueKind::Conflict("generate", "import_from")
     );
 }
@@ -390,7 +541,7 @@ fn certificates_need_a_ca_of_the_right_kind() {
         "taxi-pii: { kind: aes-256, generate: true, ca: x }",
     );
     assert!(matches!(
-        single(&text, "secrets.taxi-pii.ca", "taxi-pii:"),
+        single(&text, "secrets.taxi-pii.ca", "taxi-pii: { kind"),
         IssueKind::NotApplicable { field: "ca", .. }
     ));
 }
@@ -403,8 +554,8 @@ fn every_problem_is_reported_together_in_text_order() {
         ("tolerate: []", "tolerate: [debugging]"),
         ("{{ secret.sql_url }}", "{{ secret.missing }}"),
         (
-            "kms_keys: [taxi-footer, taxi-pii]",
-            "kms_keys: [taxi-footer, sql_url]",
+            "kms_keys: { taxi-footer: [unwrap], taxi-pii: [unwrap] }",
+            "kms_keys: { taxi-footer: [unwrap], sql_url: [unwrap] }",
         ),
         (
             "taxi-pii: { kind: aes-256, generate: true }",
@@ -435,7 +586,7 @@ fn every_problem_is_reported_together_in_text_order() {
             "attestation.tees",
             "attestation.tolerate[0]",
             "services.driver.env.SQL_URL",
-            "services.worker.kms_keys[1]",
+            "services.worker.kms_keys.sql_url",
             "secrets.taxi-pii.kind",
             "secrets.results-cmk.export_to[0].policy",
         ],
@@ -481,7 +632,7 @@ fn ranges_console_modes_and_misplaced_fields() {
         "taxi-pii: { kind: aes-256, generate: true }",
         "taxi-pii: { kind: aes-256, generate: true, size: 16 }",
     );
-    let kind = single(&text, "secrets.taxi-pii.size", "taxi-pii:");
+    let kind = single(&text, "secrets.taxi-pii.size", "taxi-pii: { kind");
     assert!(matches!(
         kind,
         IssueKind::NotApplicable { field: "size", .. }
@@ -497,7 +648,7 @@ fn ranges_console_modes_and_misplaced_fields() {
         "taxi-pii: { kind: aes-256, generate: true, common_name: x }",
     );
     assert!(matches!(
-        single(&text, "secrets.taxi-pii.common_name", "taxi-pii:"),
+        single(&text, "secrets.taxi-pii.common_name", "taxi-pii: { kind"),
         IssueKind::NotApplicable {
             field: "common_name",
             ..
