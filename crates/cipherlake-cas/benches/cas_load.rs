@@ -16,6 +16,7 @@ use cipherlake_attest::sim::PlatformKey;
 use cipherlake_cas::client::{Attested, CasClient, fingerprint, las_evidence};
 use cipherlake_cas::server;
 use cipherlake_cas::service::Config;
+use cipherlake_policy::Operation;
 use cipherlake_policy::{OwnerSigningKey, sign};
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -54,11 +55,12 @@ attestation:
   tees: [sim]
 services:
   driver:
+    operation: worker
     measurements: [sha384:{measurement}]
     env:
       DB_URL: "{{{{ secret.db_url }}}}"
       FOOTER_HEX: "{{{{ secret.footer | hex }}}}"
-    kms_keys: [footer]
+    kms_keys: {{ footer: [unwrap, wrap] }}
 secrets:
   db_url: {{ kind: ascii, value: "postgres://bench:secret@db/taxi" }}
   footer: {{ kind: aes-256, generate: true }}
@@ -69,9 +71,13 @@ secrets:
 async fn attest(client: &CasClient, socket: &std::path::Path) -> Attested {
     let socket = socket.to_path_buf();
     client
-        .attest("bench", "driver", None, |rd| async move {
-            las_evidence(&socket, rd).await
-        })
+        .attest(
+            "bench",
+            "driver",
+            Operation::Worker,
+            None,
+            |rd| async move { las_evidence(&socket, rd).await },
+        )
         .await
         .expect("attestation succeeds")
 }

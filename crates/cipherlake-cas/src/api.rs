@@ -80,6 +80,9 @@ pub struct AttestRequest {
     pub policy: String,
     /// The service in the policy.
     pub service: String,
+    /// The operation the evidence binds: `run`, `worker`, `encrypt`, `serve` (to
+    /// `POST /v1/attest`) or `probe` (to `POST /v1/attest/probe`). It must be the service's.
+    pub operation: String,
     /// The nonce from `POST /v1/attest/nonce`, hex.
     pub nonce: String,
     /// The evidence.
@@ -108,6 +111,59 @@ pub struct AttestResponse {
     pub config: Sealed,
 }
 
+/// `POST /v1/attest/probe` reply: the workload would be admitted. It gets no certificate and no
+/// KMS rights; the released values only when the service is `debug: true` in a policy that
+/// lists sim, otherwise their names and sizes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResponse {
+    /// The policy version that would admit the workload.
+    pub policy_hash: String,
+    /// The service's operation.
+    pub operation: String,
+    /// Names and sizes of what the service would receive.
+    pub summary: ConfigSummary,
+    /// For a `debug: true` service of a sim policy: the configuration ([`ReleasedConfig`] as
+    /// JSON), sealed to the HPKE key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<Sealed>,
+}
+
+/// Names and sizes (bytes) of a released configuration, never values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigSummary {
+    /// Environment variable → size of its value.
+    pub env: BTreeMap<String, usize>,
+    /// Size of each argument.
+    pub args: Vec<usize>,
+    /// File path → size of its content.
+    pub files: BTreeMap<String, usize>,
+    /// The console setting.
+    pub console: String,
+    /// The KMS keys granted and their rights (`key: unwrap,wrap`).
+    pub kms_keys: BTreeMap<String, String>,
+}
+
+impl ConfigSummary {
+    /// The summary of `config` with the service's `kms_keys`.
+    pub fn of(config: &ReleasedConfig, kms_keys: BTreeMap<String, String>) -> Self {
+        ConfigSummary {
+            env: config
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.len()))
+                .collect(),
+            args: config.args.iter().map(|v| v.len()).collect(),
+            files: config
+                .files
+                .iter()
+                .map(|(k, v)| (k.clone(), v.len()))
+                .collect(),
+            console: config.console.clone(),
+            kms_keys,
+        }
+    }
+}
+
 /// The configuration released to an attested workload (the plaintext of
 /// [`AttestResponse::config`]). Values are secrets: zeroized on drop, redacted in `Debug`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +177,10 @@ pub struct ReleasedConfig {
     /// What the job may print (`none`, `row-counts`, `full`): the service's `console` setting.
     #[serde(default)]
     pub console: String,
+    /// What the job trusts of each SQL database's Always Encrypted catalog: the service's
+    /// `databases` section (a database not listed trusts no column master key path).
+    #[serde(default)]
+    pub databases: BTreeMap<String, cipherlake_policy::DatabasePin>,
 }
 
 impl std::fmt::Debug for ReleasedConfig {
@@ -130,9 +190,20 @@ impl std::fmt::Debug for ReleasedConfig {
             .field("args", &self.args.len())
             .field("files", &self.files.keys().collect::<Vec<_>>())
             .field("console", &self.console)
+            .field("databases", &self.databases.keys().collect::<Vec<_>>())
             .finish()
     }
 }
+
+/// Header naming the policy of a signed request's signer.
+pub const SIGNED_POLICY: &str = "x-cipherlake-policy";
+/// Header naming the signer of a signed request: `user:NAME` or `owner:ed25519:HEX`.
+pub const SIGNED_SIGNER: &str = "x-cipherlake-signer";
+/// Header carrying the CAS nonce a request is signed over, hex.
+pub const SIGNED_NONCE: &str = "x-cipherlake-nonce";
+/// Header carrying the ed25519 signature of a request, hex
+/// ([`cipherlake_policy::request_message`]).
+pub const SIGNED_SIGNATURE: &str = "x-cipherlake-signature";
 
 /// `POST /v1/platforms` request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +280,21 @@ pub struct RsaSignRequest {
     pub key_id: String,
     /// The message, base64.
     pub message: String,
+}
+
+/// `POST /v1/kms/public-key` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicKeyRequest {
+    /// A key pair secret the caller is granted (any right).
+    pub key_id: String,
+}
+
+/// `POST /v1/kms/public-key` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicKeyResponse {
+    /// The public key, SubjectPublicKeyInfo PEM.
+    pub public_pem: String,
 }
 
 /// Reply of `rsa-decrypt` (`plaintext`) and `rsa-sign` (`signature`): base64.

@@ -6,10 +6,13 @@
 //! * entry hash = SHA-256(`"cipherlake-audit-v1\0"` ‖ prev_hash (32) ‖ seq (u64 big-endian) ‖
 //!   body), with prev_hash = 32 zero bytes for the first entry (seq 1);
 //! * entry signature = ed25519 over the entry hash;
-//! * signed head = ed25519 over `"cipherlake-audit-head-v1\0"` ‖ count (u64 BE) ‖ last hash,
-//!   so dropping entries at the end (truncation) is detected too.
+//! * signed head = ed25519 over `"cipherlake-audit-head-v2\0"` ‖ count (u64 BE) ‖ time (u64 BE,
+//!   unix seconds when the head was signed) ‖ last hash, so dropping entries at the end
+//!   (truncation) is detected too.
 //!
-//! [`verify_log`] checks an export against the CAS's audit public key.
+//! [`verify_log`] checks an export against the CAS's audit public key; [`verify_since`] also
+//! checks it against a head saved earlier, which detects a log truncated or rolled back in the
+//! CAS's own database (where a fresh head would be signed over the shorter log).
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -19,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::CasError;
 
 const ENTRY_DOMAIN: &[u8] = b"cipherlake-audit-v1\0";
-const HEAD_DOMAIN: &[u8] = b"cipherlake-audit-head-v1\0";
+const HEAD_DOMAIN: &[u8] = b"cipherlake-audit-head-v2\0";
 
 /// One audit log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +44,8 @@ pub struct Entry {
 pub struct Head {
     /// Number of entries.
     pub count: u64,
+    /// When the head was signed, unix seconds.
+    pub time: u64,
     /// Hash of the last entry, hex (zeros for an empty log).
     pub hash: String,
     /// Signature over the head, hex.
@@ -106,6 +111,38 @@ pub enum AuditError {
     /// The signed head's signature does not verify.
     #[error("the signature of the log head does not verify")]
     BadHeadSignature,
+    /// The log is shorter than a head saved earlier: entries were dropped.
+    #[error(
+        "the log has {count} entries, but a head saved at {saved_time} (unix) covered {saved_count}: the log was truncated or rolled back"
+    )]
+    Truncated {
+        /// Entries in the saved head.
+        saved_count: u64,
+        /// When the saved head was signed.
+        saved_time: u64,
+        /// Entries now.
+        count: u64,
+    },
+    /// The entry a saved head ends with is not in the log any more.
+    #[error(
+        "entry {seq} differs from the one a head saved at {saved_time} (unix) ended with: the log was rolled back and rewritten"
+    )]
+    Rewritten {
+        /// The saved head's last sequence number.
+        seq: u64,
+        /// When the saved head was signed.
+        saved_time: u64,
+    },
+    /// The export's head is older than the saved one (an old export replayed).
+    #[error(
+        "the log's head was signed at {time} (unix), before the saved head ({saved_time}): a replayed export"
+    )]
+    StaleHead {
+        /// The saved head's time.
+        saved_time: u64,
+        /// The export's head time.
+        time: u64,
+    },
     /// A field is not valid hex of the right length.
     #[error("malformed field {0}")]
     Malformed(&'static str),
@@ -136,9 +173,10 @@ fn entry_hash(prev: &[u8; 32], seq: u64, body: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn head_message(count: u64, hash: &[u8; 32]) -> Vec<u8> {
+fn head_message(count: u64, time: u64, hash: &[u8; 32]) -> Vec<u8> {
     let mut m = HEAD_DOMAIN.to_vec();
     m.extend_from_slice(&count.to_be_bytes());
+    m.extend_from_slice(&time.to_be_bytes());
     m.extend_from_slice(hash);
     m
 }
@@ -198,8 +236,8 @@ impl AuditLog {
         Ok(seq)
     }
 
-    /// Exports the whole log with a freshly signed head.
-    pub fn export(&self, tx: &Transaction<'_>) -> Result<Export, CasError> {
+    /// Exports the whole log with a head signed at `now`.
+    pub fn export(&self, tx: &Transaction<'_>, now: u64) -> Result<Export, CasError> {
         let mut stmt =
             tx.prepare("SELECT seq, prev_hash, body, hash, signature FROM audit ORDER BY seq")?;
         let entries: Vec<Entry> = stmt
@@ -218,11 +256,12 @@ impl AuditLog {
             None => [0u8; 32],
         };
         let count = entries.len() as u64;
-        let signature = self.key.sign(&head_message(count, &last));
+        let signature = self.key.sign(&head_message(count, now, &last));
         Ok(Export {
             public_key: hex::encode(self.public_key()),
             head: Head {
                 count,
+                time: now,
                 hash: hex::encode(last),
                 signature: hex::encode(signature.to_bytes()),
             },
@@ -275,17 +314,60 @@ pub fn verify_log(export: &Export, public_key: &[u8; 32]) -> Result<u64, AuditEr
     }
     let count = export.entries.len() as u64;
     let head_hash = hex32(&export.head.hash)?;
-    key.verify_strict(
-        &head_message(export.head.count, &head_hash),
-        &signature(&export.head.signature)?,
-    )
-    .map_err(|_| AuditError::BadHeadSignature)?;
+    verify_head(&export.head, &key)?;
     if export.head.count != count || head_hash != prev {
         return Err(AuditError::Head {
             head_count: export.head.count,
             head_hash: export.head.hash.clone(),
             count,
         });
+    }
+    Ok(count)
+}
+
+fn verify_head(head: &Head, key: &VerifyingKey) -> Result<(), AuditError> {
+    key.verify_strict(
+        &head_message(head.count, head.time, &hex32(&head.hash)?),
+        &signature(&head.signature)?,
+    )
+    .map_err(|_| AuditError::BadHeadSignature)
+}
+
+/// Verifies `export` as [`verify_log`] does, and that it extends `saved`, a signed head of the
+/// same log saved earlier (`cipherlake audit verify --save-head`): the log still holds at
+/// least as many entries, the entry the saved head ended with is unchanged, and the export's
+/// head is not older. Detects truncation and rollback inside the CAS's database, which a fresh
+/// head alone cannot show. Returns the number of entries.
+pub fn verify_since(
+    export: &Export,
+    saved: &Head,
+    public_key: &[u8; 32],
+) -> Result<u64, AuditError> {
+    let count = verify_log(export, public_key)?;
+    let key =
+        VerifyingKey::from_bytes(public_key).map_err(|_| AuditError::Malformed("public_key"))?;
+    verify_head(saved, &key)?;
+    if export.head.time < saved.time {
+        return Err(AuditError::StaleHead {
+            saved_time: saved.time,
+            time: export.head.time,
+        });
+    }
+    if count < saved.count {
+        return Err(AuditError::Truncated {
+            saved_count: saved.count,
+            saved_time: saved.time,
+            count,
+        });
+    }
+    if saved.count > 0 {
+        let entry = &export.entries[(saved.count - 1) as usize];
+        if hex32(&entry.hash)? != hex32(&saved.hash)? {
+            return Err(AuditError::Rewritten {
+                seq: saved.count,
+                saved_time: saved.time,
+            });
+        }
     }
     Ok(count)
 }

@@ -208,7 +208,13 @@ mod tests {
         assert_ne!(base, report_data(&[1; 32], b"spkj"));
         assert_ne!(
             base,
-            crate::binding::report_data(&[1; 32], b"spki", b"", None),
+            crate::binding::report_data(
+                cipherlake_policy::Intent::Probe,
+                &[1; 32],
+                b"spki",
+                b"",
+                None
+            ),
             "domain-separated from workload report data"
         );
     }

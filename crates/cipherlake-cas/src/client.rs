@@ -15,7 +15,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use cipherlake_attest::attester::Attester;
-use cipherlake_policy::SignedPolicy;
+use cipherlake_policy::{Intent, OwnerSigningKey, SignedPolicy, Signer, Target, sign_request};
 use rcgen::{CertificateParams, KeyPair};
 use reqwest::{Method, StatusCode};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -28,8 +28,9 @@ use zeroize::Zeroizing;
 use crate::CasError;
 use crate::api::{
     AttestRequest, AttestResponse, BytesResponse, ErrorBody, EvidenceBody, NonceResponse,
-    PlatformRequest, PlatformResponse, PolicyInfo, ReleasedConfig, RsaDecryptRequest,
-    RsaSignRequest, UnwrapRequest, UnwrapResponse, WrapRequest, WrapResponse,
+    PlatformRequest, PlatformResponse, PolicyInfo, ProbeResponse, ReleasedConfig,
+    RsaDecryptRequest, RsaSignRequest, SIGNED_NONCE, SIGNED_POLICY, SIGNED_SIGNATURE,
+    SIGNED_SIGNER, UnwrapRequest, UnwrapResponse, WrapRequest, WrapResponse,
 };
 use crate::audit::Export;
 use crate::binding::{NONCE_LEN, report_data};
@@ -125,10 +126,16 @@ impl AttestKeys {
         self.hpke.public_key()
     }
 
-    /// The report data binding these keys to `nonce` and `job_hash` ([`crate::binding`]).
-    pub fn report_data(&self, nonce: &[u8; NONCE_LEN], job_hash: Option<&[u8; 32]>) -> [u8; 64] {
+    /// The report data binding these keys to `intent`, `nonce` and `job_hash`
+    /// ([`crate::binding`]).
+    pub fn report_data(
+        &self,
+        intent: Intent,
+        nonce: &[u8; NONCE_LEN],
+        job_hash: Option<&[u8; 32]>,
+    ) -> [u8; 64] {
         let spki = rcgen::PublicKeyData::subject_public_key_info(&self.tls_key);
-        report_data(nonce, &spki, &self.hpke.public_key(), job_hash)
+        report_data(intent, nonce, &spki, &self.hpke.public_key(), job_hash)
     }
 }
 
@@ -187,12 +194,60 @@ pub async fn attester_evidence(
     })
 }
 
+/// A policy user's or owner's key: the client signs KMS and audit requests with it over a
+/// fresh CAS nonce ([`cipherlake_policy::signed_request`]).
+pub struct Credential {
+    policy: String,
+    signer: Signer,
+    key: OwnerSigningKey,
+}
+
+impl Credential {
+    /// User `user` of policy `policy`, signing with `key`.
+    pub fn user(policy: &str, user: &str, key: OwnerSigningKey) -> Self {
+        Credential {
+            policy: policy.to_string(),
+            signer: Signer::User(user.to_string()),
+            key,
+        }
+    }
+
+    /// An owner of policy `policy`, signing with its owner key.
+    pub fn owner(policy: &str, key: OwnerSigningKey) -> Self {
+        Credential {
+            policy: policy.to_string(),
+            signer: Signer::Owner(key.public_key()),
+            key,
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &str {
+        &self.policy
+    }
+
+    /// `user:NAME` or `owner:ed25519:HEX`.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("policy", &self.policy)
+            .field("signer", &self.signer.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
 /// An HTTPS client of one CAS.
 #[derive(Clone, Debug)]
 pub struct CasClient {
     http: reqwest::Client,
     base: String,
     pin: [u8; 32],
+    credential: Option<Arc<Credential>>,
 }
 
 impl CasClient {
@@ -213,7 +268,62 @@ impl CasClient {
             http: http_client(config)?,
             base: base_url.trim_end_matches('/').to_string(),
             pin,
+            credential: None,
         })
+    }
+
+    /// The same CAS, signing KMS and audit requests with `credential` (a policy user or owner;
+    /// no attestation: people are outside every TEE).
+    pub fn with_credential(&self, credential: Credential) -> Self {
+        CasClient {
+            credential: Some(Arc::new(credential)),
+            ..self.clone()
+        }
+    }
+
+    /// Sends `body` to `path`, signed with the client's credential over a fresh nonce when it
+    /// has one (else as is, with the mTLS identity if any).
+    async fn signed_call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, CasError> {
+        let Some(credential) = &self.credential else {
+            return self.call(method, path, body, None).await;
+        };
+        let bytes = match body {
+            Some(body) => serde_json::to_vec(body)
+                .map_err(|e| CasError::Http(format!("{path}: encoding the request: {e}")))?,
+            None => Vec::new(),
+        };
+        let nonce = self.nonce().await?;
+        let nonce_bytes = decode_nonce(&nonce.nonce)?;
+        let signature = sign_request(
+            &credential.key,
+            &credential.policy,
+            &credential.signer,
+            &nonce_bytes,
+            Target {
+                method: method.as_str(),
+                path,
+                body: &bytes,
+            },
+        );
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(SIGNED_POLICY, &credential.policy)
+            .header(SIGNED_SIGNER, credential.signer.to_string())
+            .header(SIGNED_NONCE, &nonce.nonce)
+            .header(SIGNED_SIGNATURE, hex::encode(signature));
+        if body.is_some() {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes);
+        }
+        let (status, reply) = exchange(request, path).await?;
+        json_reply(path, status, &reply)
     }
 
     /// The same CAS, presenting the attested workload certificate (mTLS) for KMS calls.
@@ -225,6 +335,68 @@ impl CasClient {
         Self::build(&self.base, self.pin, Some((chain, key)))
     }
 
+    /// The attestation request for `intent`: fresh keys, a nonce, evidence from `evidence`.
+    async fn attestation<F, Fut>(
+        &self,
+        policy: &str,
+        service: &str,
+        intent: Intent,
+        job_hash: Option<[u8; 32]>,
+        evidence: F,
+    ) -> Result<(AttestKeys, AttestRequest), CasError>
+    where
+        F: FnOnce([u8; 64]) -> Fut,
+        Fut: Future<Output = Result<EvidenceBody, CasError>>,
+    {
+        let keys = AttestKeys::generate()?;
+        let nonce = self.nonce().await?;
+        let nonce_bytes = decode_nonce(&nonce.nonce)?;
+        let evidence = evidence(keys.report_data(intent, &nonce_bytes, job_hash.as_ref())).await?;
+        let request = AttestRequest {
+            policy: policy.to_string(),
+            service: service.to_string(),
+            operation: intent.as_str().to_string(),
+            nonce: nonce.nonce,
+            evidence,
+            csr: keys.csr_pem().to_string(),
+            hpke_public_key: BASE64.encode(keys.hpke_public_key()),
+            job_hash: job_hash.map(|j| format!("sha256:{}", hex::encode(j))),
+        };
+        Ok((keys, request))
+    }
+
+    /// Probes whether this code would be admitted as `service` (`POST /v1/attest/probe`): no
+    /// certificate, no KMS rights; the configuration only for a `debug: true` service of a
+    /// sim policy (opened here), otherwise names and sizes.
+    pub async fn probe<F, Fut>(
+        &self,
+        policy: &str,
+        service: &str,
+        job_hash: Option<[u8; 32]>,
+        evidence: F,
+    ) -> Result<(ProbeResponse, Option<ReleasedConfig>), CasError>
+    where
+        F: FnOnce([u8; 64]) -> Fut,
+        Fut: Future<Output = Result<EvidenceBody, CasError>>,
+    {
+        let (keys, request) = self
+            .attestation(policy, service, Intent::Probe, job_hash, evidence)
+            .await?;
+        let response: ProbeResponse = self
+            .call(Method::POST, "/v1/attest/probe", Some(&request), None)
+            .await?;
+        let config = match &response.config {
+            Some(sealed) => {
+                let plaintext = keys.hpke.open(sealed, policy, service)?;
+                Some(serde_json::from_slice(&plaintext).map_err(|_| {
+                    CasError::Http("the sealed configuration is not valid JSON".into())
+                })?)
+            }
+            None => None,
+        };
+        Ok((response, config))
+    }
+
     /// Sends `body` (raw bytes) to `path`; returns the status and the body. For tools and
     /// tests that need the exact reply.
     pub async fn raw(
@@ -233,7 +405,21 @@ impl CasClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Vec<u8>), CasError> {
+        self.raw_with_headers(method, path, body, &[]).await
+    }
+
+    /// As [`CasClient::raw`], with extra headers (e.g. a hand-made request signature).
+    pub async fn raw_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, String)],
+    ) -> Result<(StatusCode, Vec<u8>), CasError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
         if let Some(body) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -314,6 +500,16 @@ impl CasClient {
         .await
     }
 
+    /// The full document of a policy, read with the client's credential (an owner, or a user
+    /// with `read_policy`). Never contains secret values.
+    pub async fn policy_document_signed(
+        &self,
+        name: &str,
+    ) -> Result<crate::api::PolicyDocument, CasError> {
+        self.signed_call::<(), _>(Method::POST, &format!("/v1/policies/{name}/read"), None)
+            .await
+    }
+
     /// Registers a LAS platform key with the operator token.
     pub async fn register_platform(
         &self,
@@ -347,13 +543,14 @@ impl CasClient {
             .await
     }
 
-    /// Attests this workload: generates keys, gets a nonce, obtains evidence for the report
-    /// data from `evidence` (the LAS, configfs-tsm, ...), sends it and opens the sealed
-    /// configuration.
+    /// Attests this workload performing `operation`: generates keys, gets a nonce, obtains
+    /// evidence binding them (and the operation and job) from `evidence` (the LAS,
+    /// configfs-tsm, ...), sends it and opens the sealed configuration.
     pub async fn attest<F, Fut>(
         &self,
         policy: &str,
         service: &str,
+        operation: cipherlake_policy::Operation,
         job_hash: Option<[u8; 32]>,
         evidence: F,
     ) -> Result<Attested, CasError>
@@ -361,19 +558,15 @@ impl CasClient {
         F: FnOnce([u8; 64]) -> Fut,
         Fut: Future<Output = Result<EvidenceBody, CasError>>,
     {
-        let keys = AttestKeys::generate()?;
-        let nonce = self.nonce().await?;
-        let nonce_bytes = decode_nonce(&nonce.nonce)?;
-        let evidence = evidence(keys.report_data(&nonce_bytes, job_hash.as_ref())).await?;
-        let request = AttestRequest {
-            policy: policy.to_string(),
-            service: service.to_string(),
-            nonce: nonce.nonce,
-            evidence,
-            csr: keys.csr_pem().to_string(),
-            hpke_public_key: BASE64.encode(keys.hpke_public_key()),
-            job_hash: job_hash.map(|j| format!("sha256:{}", hex::encode(j))),
-        };
+        let (keys, request) = self
+            .attestation(
+                policy,
+                service,
+                Intent::Perform(operation),
+                job_hash,
+                evidence,
+            )
+            .await?;
         let response = self.attest_request(&request).await?;
         open_response(&keys, policy, service, response)
     }
@@ -424,19 +617,19 @@ impl CasClient {
         Ok(reply.workers)
     }
 
-    /// Wraps a data key under master key `key_id` (needs an identity).
+    /// Wraps a data key under master key `key_id` (needs an identity or a user credential).
     pub async fn kms_wrap(&self, key_id: &str, key: &[u8]) -> Result<String, CasError> {
         let body = WrapRequest {
             key_id: key_id.to_string(),
             key: BASE64.encode(key),
         };
         let reply: WrapResponse = self
-            .call(Method::POST, "/v1/kms/wrap", Some(&body), None)
+            .signed_call(Method::POST, "/v1/kms/wrap", Some(&body))
             .await?;
         Ok(reply.wrapped)
     }
 
-    /// Unwraps a data key wrapped under `key_id` (needs an identity).
+    /// Unwraps a data key wrapped under `key_id` (needs an identity or a user credential).
     pub async fn kms_unwrap(
         &self,
         key_id: &str,
@@ -447,12 +640,12 @@ impl CasClient {
             wrapped: wrapped.to_string(),
         };
         let reply: UnwrapResponse = self
-            .call(Method::POST, "/v1/kms/unwrap", Some(&body), None)
+            .signed_call(Method::POST, "/v1/kms/unwrap", Some(&body))
             .await?;
         decode_secret(&reply.key)
     }
 
-    /// RSA-OAEP-SHA-1 decryption with `key_id` (needs an identity).
+    /// RSA-OAEP-SHA-1 decryption with `key_id` (needs an identity or a user credential).
     pub async fn kms_rsa_decrypt(
         &self,
         key_id: &str,
@@ -463,26 +656,50 @@ impl CasClient {
             ciphertext: BASE64.encode(ciphertext),
         };
         let reply: BytesResponse = self
-            .call(Method::POST, "/v1/kms/rsa-decrypt", Some(&body), None)
+            .signed_call(Method::POST, "/v1/kms/rsa-decrypt", Some(&body))
             .await?;
         decode_secret(&reply.value)
     }
 
-    /// RSA PKCS#1 v1.5 SHA-256 signature with `key_id` (needs an identity).
+    /// RSA PKCS#1 v1.5 SHA-256 signature with `key_id` (needs an identity or a user credential).
     pub async fn kms_rsa_sign(&self, key_id: &str, message: &[u8]) -> Result<Vec<u8>, CasError> {
         let body = RsaSignRequest {
             key_id: key_id.to_string(),
             message: BASE64.encode(message),
         };
         let reply: BytesResponse = self
-            .call(Method::POST, "/v1/kms/rsa-sign", Some(&body), None)
+            .signed_call(Method::POST, "/v1/kms/rsa-sign", Some(&body))
             .await?;
         Ok(decode_secret(&reply.value)?.to_vec())
     }
 
-    /// The exported audit log.
+    /// The public key (PEM) of key pair `key_id` (needs an identity or a user credential
+    /// granted the key).
+    pub async fn kms_public_key(&self, key_id: &str) -> Result<String, CasError> {
+        let body = crate::api::PublicKeyRequest {
+            key_id: key_id.to_string(),
+        };
+        let reply: crate::api::PublicKeyResponse = self
+            .signed_call(Method::POST, "/v1/kms/public-key", Some(&body))
+            .await?;
+        Ok(reply.public_pem)
+    }
+
+    /// The exported audit log, read with the client's credential (a policy owner or a user
+    /// with `read_audit`).
     pub async fn audit(&self) -> Result<Export, CasError> {
-        self.call::<(), _>(Method::GET, "/v1/audit", None, None)
+        if self.credential.is_none() {
+            return Err(CasError::Unauthorized(
+                "reading the audit log needs a policy owner's or read_audit user's key, or the operator token".into(),
+            ));
+        }
+        self.signed_call::<(), _>(Method::GET, "/v1/audit", None)
+            .await
+    }
+
+    /// The exported audit log, read with the operator token.
+    pub async fn audit_as_operator(&self, operator_token: &str) -> Result<Export, CasError> {
+        self.call::<(), _>(Method::GET, "/v1/audit", None, Some(operator_token))
             .await
     }
 }

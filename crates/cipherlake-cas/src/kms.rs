@@ -30,6 +30,14 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The right a grant must give for this operation.
+    pub fn right(self) -> cipherlake_policy::KmsRight {
+        match self {
+            Operation::Unwrap | Operation::RsaDecrypt => cipherlake_policy::KmsRight::Unwrap,
+            Operation::Wrap | Operation::RsaSign => cipherlake_policy::KmsRight::Wrap,
+        }
+    }
+
     /// The operation's name in the API and the audit log.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use cipherlake_attest::{Evidence, Verifier, VerifyOptions, sim, verify_binding};
+use cipherlake_attest::{Evidence, Tee, Verifier, VerifyOptions, sim, verify_binding};
 use cipherlake_policy::{
-    Keyword, Policy, Request, SecretKind, SecretValue, SignedPolicy, UpdateError, check_import,
-    evaluate, render, verify_update,
+    Intent, Keyword, KmsGrants, Named, Operation, Policy, Request, SecretKind, SecretValue,
+    SignedPolicy, UpdateError, check_import, evaluate, render, verify_update,
 };
 use rusqlite::Transaction;
 use serde_json::{Map, Value, json};
@@ -23,10 +23,11 @@ use zeroize::Zeroizing;
 
 use crate::CasError;
 use crate::api::{
-    AttestRequest, AttestResponse, NonceResponse, PlatformResponse, PolicyInfo, ReleasedConfig,
+    AttestRequest, AttestResponse, ConfigSummary, NonceResponse, PlatformResponse, PolicyInfo,
+    ProbeResponse, ReleasedConfig,
 };
 use crate::at_rest::{FileMasterKey, MasterKeyProvider, Sealer, random};
-use crate::audit::{AuditLog, Export};
+use crate::audit::AuditLog;
 use crate::binding::{NONCE_LEN, report_data};
 use crate::ca::{self, VerifiedCsr};
 use crate::kms;
@@ -35,6 +36,9 @@ use crate::store::{self, Store, StoredPolicy};
 use crate::workers::WorkerRegistry;
 
 mod owner_read;
+mod signed;
+
+pub use signed::{AuditReader, SignedHeaders};
 
 /// Configuration of a CAS instance.
 #[derive(Clone)]
@@ -67,13 +71,74 @@ impl Config {
     }
 }
 
-/// An authenticated KMS caller: the workload identity from its verified client certificate.
+/// An authenticated workload: the identity from its verified client certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workload {
     /// The policy named in the certificate.
     pub policy: String,
     /// The service named in the certificate.
     pub service: String,
+}
+
+/// An authenticated KMS caller: an attested service (mTLS) or a policy user (a signature over
+/// a fresh CAS nonce and the request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A service, by its workload certificate.
+    Service(Workload),
+    /// A user of a policy, by its signature.
+    User {
+        /// The policy.
+        policy: String,
+        /// The user's name.
+        user: String,
+    },
+}
+
+impl Caller {
+    /// The caller's policy.
+    pub fn policy(&self) -> &str {
+        match self {
+            Caller::Service(w) => &w.policy,
+            Caller::User { policy, .. } => policy,
+        }
+    }
+
+    /// `service:NAME` or `user:NAME`, for logs and the audit log.
+    pub fn principal(&self) -> String {
+        match self {
+            Caller::Service(w) => format!("service:{}", w.service),
+            Caller::User { user, .. } => format!("user:{user}"),
+        }
+    }
+
+    /// The caller's KMS grants in `policy` (empty when it is no longer there).
+    fn grants<'a>(&self, policy: &'a Policy) -> Option<&'a KmsGrants> {
+        match self {
+            Caller::Service(w) => policy.service(&w.service).map(|s| &s.kms_keys),
+            Caller::User { user, .. } => policy.spec().users.get(user).map(|u| &u.kms_keys),
+        }
+    }
+}
+
+/// What an admitted attestation request carries on to its release.
+struct Admitted {
+    stored: StoredPolicy,
+    policy: Policy,
+    decoded: Decoded,
+    audit: Value,
+}
+
+/// `key: unwrap,wrap` for each granted key (names only).
+fn grant_summary(grants: &KmsGrants) -> BTreeMap<String, String> {
+    grants
+        .0
+        .iter()
+        .map(|(key, rights)| {
+            let rights: Vec<String> = rights.iter().map(ToString::to_string).collect();
+            (key.clone(), rights.join(","))
+        })
+        .collect()
 }
 
 /// A running CAS's state.
@@ -393,92 +458,19 @@ impl Cas {
         })
     }
 
-    /// Attests a workload: checks the nonce, the evidence, the report-data binding and the
-    /// policy; on success issues its certificate and releases its configuration sealed to its
-    /// HPKE key. Every decision is audited; a refusal carries every reason.
+    /// Attests a workload: checks the nonce, the evidence, the report-data binding (with the
+    /// operation) and the policy; on success issues its certificate and releases its
+    /// configuration sealed to its HPKE key. Every decision is audited; a refusal carries every
+    /// reason.
     pub fn attest(&self, req: &AttestRequest) -> Result<AttestResponse, CasError> {
-        let decoded = Decoded::parse(req)?;
-        let now = now();
-        let mut reasons = Vec::new();
-        let (platforms, current) = self.store.transaction(|tx| {
-            match store::take_nonce(tx, &req.nonce.to_ascii_lowercase())? {
-                None => reasons.push(
-                    "nonce-unknown: the nonce was never issued or is already used".to_string(),
-                ),
-                Some(expires) if expires < now => {
-                    reasons.push(format!("nonce-expired: the nonce expired at {expires}"));
-                }
-                Some(_) => {}
-            }
-            Ok((store::platforms(tx)?, self.current(tx, &req.policy)))
-        })?;
-        let (stored, policy) = match current {
-            Ok(current) => current,
-            Err(e) => {
-                self.audit_refusal(
-                    "attestation-denied",
-                    json!({"policy": req.policy, "service": req.service, "reasons": [e.to_string()]}),
-                );
-                return Err(e);
-            }
-        };
-        let mut verifier = Verifier::new();
-        for key in &platforms {
-            if let Ok(key) = sim::PlatformPublicKey::from_hex(key) {
-                verifier = verifier.with_sim_platform_key(key);
-            }
-        }
-        let mut measurement = None;
-        match verifier.verify(&decoded.evidence, &VerifyOptions::at(now)) {
-            Err(e) => reasons.push(format!("evidence-invalid: {e}")),
-            Ok(claims) => {
-                measurement = Some(hex::encode(&claims.measurement));
-                let expected = report_data(
-                    &decoded.nonce,
-                    &decoded.csr.spki_der(),
-                    &decoded.hpke_public_key,
-                    decoded.job_hash.as_ref(),
-                );
-                if verify_binding(&claims, &expected).is_err() {
-                    reasons.push(
-                        "report-data-mismatch: the evidence does not bind this nonce, CSR key, HPKE key and job".into(),
-                    );
-                }
-                let decision = evaluate(
-                    &policy,
-                    &req.service,
-                    &claims,
-                    &Request {
-                        job_hash: decoded.job_hash,
-                    },
-                    now,
-                );
-                reasons.extend(
-                    decision
-                        .reasons
-                        .iter()
-                        .map(|r| format!("{}: {r}", r.code())),
-                );
-            }
-        }
-        let job = decoded
-            .job_hash
-            .map(|j| format!("sha256:{}", hex::encode(j)));
-        let base = json!({
-            "policy": req.policy,
-            "policy_hash": stored.hash,
-            "service": req.service,
-            "tee": decoded.evidence.tee.as_str(),
-            "measurement": measurement,
-            "job": job,
-        });
-        if !reasons.is_empty() {
-            let mut body = base;
-            body["reasons"] = json!(reasons);
-            self.audit_refusal("attestation-denied", body);
-            return Err(CasError::Denied(reasons));
-        }
-        let released = self.release(&req.policy, &req.service, &policy, &decoded, base);
+        let admitted = self.admit(req, false)?;
+        let Admitted {
+            stored,
+            policy,
+            decoded,
+            audit,
+        } = admitted;
+        let released = self.release(&req.policy, &req.service, &policy, &decoded, audit);
         if let Err(e) = &released {
             self.audit_refusal(
                 "attestation-denied",
@@ -499,6 +491,214 @@ impl Cas {
         })
     }
 
+    /// A probe (`cipherlake attest`): the same checks as [`Cas::attest`] for evidence binding
+    /// `probe`, but no certificate and no KMS rights are issued. The reply names what the
+    /// service would receive with sizes; the values themselves only for a `debug: true` service
+    /// of a policy that lists sim.
+    pub fn probe(&self, req: &AttestRequest) -> Result<ProbeResponse, CasError> {
+        let Admitted {
+            stored,
+            policy,
+            decoded,
+            mut audit,
+        } = self.admit(req, true)?;
+        let service = policy
+            .service(&req.service)
+            .ok_or_else(|| CasError::NotFound(format!("no service {:?}", req.service)))?;
+        let debug = service.debug
+            && policy
+                .spec()
+                .attestation
+                .tees
+                .contains(&Named::Known(Tee::Sim));
+        let result = self.store.transaction(|tx| {
+            let config = self.rendered_config(tx, &policy, &req.service)?;
+            let summary = ConfigSummary::of(&config, grant_summary(&service.kms_keys));
+            let sealed = if debug {
+                let plaintext =
+                    Zeroizing::new(serde_json::to_vec(&config).map_err(|e| {
+                        CasError::Crypto(format!("encoding the configuration: {e}"))
+                    })?);
+                Some(crate::seal::seal(
+                    &decoded.hpke_public_key,
+                    &req.policy,
+                    &req.service,
+                    &plaintext,
+                )?)
+            } else {
+                None
+            };
+            audit["values_released"] = json!(debug);
+            self.append(tx, "attestation-probed", audit.clone())?;
+            Ok((summary, sealed))
+        });
+        if let Err(e) = &result {
+            self.audit_refusal(
+                "attestation-denied",
+                json!({"policy": req.policy, "service": req.service, "reasons": [e.to_string()]}),
+            );
+        }
+        let (summary, config) = result?;
+        Ok(ProbeResponse {
+            policy_hash: stored.hash,
+            operation: service
+                .operation()
+                .map_or_else(String::new, |op| op.as_str().to_string()),
+            summary,
+            config,
+        })
+    }
+
+    /// The checks common to attestation and probes: the request's operation is of the right
+    /// kind for the endpoint, the nonce is fresh, the evidence verifies and binds the nonce,
+    /// keys, operation and job, and the policy admits it. A refusal is audited.
+    fn admit(&self, req: &AttestRequest, probe: bool) -> Result<Admitted, CasError> {
+        let decoded = Decoded::parse(req)?;
+        match (decoded.intent, probe) {
+            (Intent::Probe, false) => {
+                return Err(CasError::BadRequest(
+                    "operation: a probe receives no certificate; send it to POST /v1/attest/probe"
+                        .into(),
+                ));
+            }
+            (Intent::Perform(op), true) => {
+                return Err(CasError::BadRequest(format!(
+                    "operation: POST /v1/attest/probe takes evidence binding probe, not {op}"
+                )));
+            }
+            _ => {}
+        }
+        let now = now();
+        let mut reasons = Vec::new();
+        let (platforms, current) = self.store.transaction(|tx| {
+            match store::take_nonce(tx, &req.nonce.to_ascii_lowercase())? {
+                None => reasons.push(
+                    "nonce-unknown: the nonce was never issued or is already used".to_string(),
+                ),
+                Some(expires) if expires < now => {
+                    reasons.push(format!("nonce-expired: the nonce expired at {expires}"));
+                }
+                Some(_) => {}
+            }
+            Ok((store::platforms(tx)?, self.current(tx, &req.policy)))
+        })?;
+        let (stored, policy) = match current {
+            Ok(current) => current,
+            Err(e) => {
+                self.audit_refusal(
+                    "attestation-denied",
+                    json!({"policy": req.policy, "service": req.service, "operation": decoded.intent.as_str(), "reasons": [e.to_string()]}),
+                );
+                return Err(e);
+            }
+        };
+        let mut verifier = Verifier::new();
+        for key in &platforms {
+            if let Ok(key) = sim::PlatformPublicKey::from_hex(key) {
+                verifier = verifier.with_sim_platform_key(key);
+            }
+        }
+        let mut measurement = None;
+        match verifier.verify(&decoded.evidence, &VerifyOptions::at(now)) {
+            Err(e) => reasons.push(format!("evidence-invalid: {e}")),
+            Ok(claims) => {
+                measurement = Some(hex::encode(&claims.measurement));
+                let expected = report_data(
+                    decoded.intent,
+                    &decoded.nonce,
+                    &decoded.csr.spki_der(),
+                    &decoded.hpke_public_key,
+                    decoded.job_hash.as_ref(),
+                );
+                if verify_binding(&claims, &expected).is_err() {
+                    reasons.push(format!(
+                        "report-data-mismatch: the evidence does not bind this nonce, CSR key, HPKE key, operation {} and job",
+                        decoded.intent
+                    ));
+                }
+                let decision = evaluate(
+                    &policy,
+                    &req.service,
+                    &claims,
+                    &Request {
+                        intent: decoded.intent,
+                        job_hash: decoded.job_hash,
+                    },
+                    now,
+                );
+                reasons.extend(
+                    decision
+                        .reasons
+                        .iter()
+                        .map(|r| format!("{}: {r}", r.code())),
+                );
+            }
+        }
+        let job = decoded
+            .job_hash
+            .map(|j| format!("sha256:{}", hex::encode(j)));
+        let audit = json!({
+            "policy": req.policy,
+            "policy_hash": stored.hash,
+            "service": req.service,
+            "operation": decoded.intent.as_str(),
+            "tee": decoded.evidence.tee.as_str(),
+            "measurement": measurement,
+            "job": job,
+        });
+        if !reasons.is_empty() {
+            let mut body = audit;
+            body["reasons"] = json!(reasons);
+            self.audit_refusal("attestation-denied", body);
+            return Err(CasError::Denied(reasons));
+        }
+        Ok(Admitted {
+            stored,
+            policy,
+            decoded,
+            audit,
+        })
+    }
+
+    /// The rendered configuration of `service`, as released to it.
+    fn rendered_config(
+        &self,
+        tx: &Transaction<'_>,
+        policy: &Policy,
+        service: &str,
+    ) -> Result<ReleasedConfig, CasError> {
+        let values = self.secret_values(tx, policy)?;
+        let rendered = render(policy, service, &values)
+            .map_err(|e| CasError::Conflict(format!("cannot render the configuration: {e}")))?;
+        Ok(ReleasedConfig {
+            env: rendered
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), Zeroizing::new(v.expose().to_string())))
+                .collect(),
+            args: rendered
+                .args
+                .iter()
+                .map(|v| Zeroizing::new(v.expose().to_string()))
+                .collect(),
+            files: rendered
+                .files
+                .iter()
+                .map(|(k, v)| (k.clone(), Zeroizing::new(v.expose().to_string())))
+                .collect(),
+            console: policy
+                .service(service)
+                .and_then(|s| s.console.known())
+                .unwrap_or_default()
+                .as_str()
+                .to_string(),
+            databases: policy
+                .service(service)
+                .map(|s| s.databases.clone())
+                .unwrap_or_default(),
+        })
+    }
+
     /// Renders, seals and issues for an admitted workload; audits the release in the same
     /// transaction as the certificate record.
     fn release(
@@ -511,32 +711,7 @@ impl Cas {
     ) -> Result<(ca::Issued, Vec<u8>, crate::seal::Sealed), CasError> {
         let sealer = self.store.sealer();
         self.store.transaction(|tx| {
-            let values = self.secret_values(tx, policy)?;
-            let rendered = render(policy, service, &values)
-                .map_err(|e| CasError::Conflict(format!("cannot render the configuration: {e}")))?;
-            let config = ReleasedConfig {
-                env: rendered
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Zeroizing::new(v.expose().to_string())))
-                    .collect(),
-                args: rendered
-                    .args
-                    .iter()
-                    .map(|v| Zeroizing::new(v.expose().to_string()))
-                    .collect(),
-                files: rendered
-                    .files
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Zeroizing::new(v.expose().to_string())))
-                    .collect(),
-                console: policy
-                    .service(service)
-                    .and_then(|s| s.console.known())
-                    .unwrap_or_default()
-                    .as_str()
-                    .to_string(),
-            };
+            let config = self.rendered_config(tx, policy, service)?;
             let plaintext = Zeroizing::new(
                 serde_json::to_vec(&config)
                     .map_err(|e| CasError::Crypto(format!("encoding the configuration: {e}")))?,
@@ -621,24 +796,28 @@ impl Cas {
         Ok(Workload { policy, service })
     }
 
-    /// Runs a KMS operation for `caller` with the key `key_id` after checking the service's
-    /// `kms_keys`; audits the call, allowed or not.
+    /// Runs a KMS operation for `caller` with the key `key_id` after checking its grants (the
+    /// right the operation needs: unwrap for unwrap and RSA decryption, wrap for wrap and RSA
+    /// signatures); audits the call, allowed or not.
     pub fn kms(
         &self,
-        caller: &Workload,
+        caller: &Caller,
         op: kms::Operation,
         key_id: &str,
         input: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CasError> {
+        let right = op.right();
         let result = self.store.transaction(|tx| {
-            let (_, policy) = self.current(tx, &caller.policy)?;
-            let granted = policy
-                .service(&caller.service)
-                .is_some_and(|s| s.kms_keys.iter().any(|k| k == key_id));
+            let (_, policy) = self.current(tx, caller.policy())?;
+            let granted = caller
+                .grants(&policy)
+                .is_some_and(|grants| grants.allows(key_id, right));
             if !granted {
                 return Err(CasError::Forbidden(format!(
-                    "service {:?} of policy {:?} is not granted KMS key {key_id:?}",
-                    caller.service, caller.policy
+                    "{} of policy {:?} is not granted {right} on KMS key {key_id:?} (needed for {})",
+                    caller.principal(),
+                    caller.policy(),
+                    op.as_str()
                 )));
             }
             let value = self.secret_value(tx, &policy, key_id)?;
@@ -649,23 +828,54 @@ impl Cas {
             self.append(
                 tx,
                 "kms",
-                json!({"policy": caller.policy, "service": caller.service, "op": op.as_str(), "key": key_id, "allowed": true}),
+                json!({"policy": caller.policy(), "principal": caller.principal(), "op": op.as_str(), "key": key_id, "allowed": true}),
             )?;
             Ok(out)
         });
         if let Err(e) = &result {
             self.audit_refusal(
                 "kms",
-                json!({"policy": caller.policy, "service": caller.service, "op": op.as_str(), "key": key_id, "allowed": false, "reason": e.to_string()}),
+                json!({"policy": caller.policy(), "principal": caller.principal(), "op": op.as_str(), "key": key_id, "allowed": false, "reason": e.to_string()}),
             );
         }
         result
     }
 
+    /// The public key (SubjectPublicKeyInfo, PEM) of the key pair `key_id`, for a caller granted
+    /// any right on it: readers verify column master key signatures with it, writers wrap new
+    /// column encryption keys. A public key is not secret, but which keys exist is the policy's.
+    pub fn kms_public_key(&self, caller: &Caller, key_id: &str) -> Result<String, CasError> {
+        self.store.transaction(|tx| {
+            let (_, policy) = self.current(tx, caller.policy())?;
+            let granted = caller.grants(&policy).is_some_and(|grants| {
+                grants.allows(key_id, cipherlake_policy::KmsRight::Unwrap)
+                    || grants.allows(key_id, cipherlake_policy::KmsRight::Wrap)
+            });
+            if !granted {
+                return Err(CasError::Forbidden(format!(
+                    "{} of policy {:?} is not granted KMS key {key_id:?}",
+                    caller.principal(),
+                    caller.policy()
+                )));
+            }
+            match self.secret_value(tx, &policy, key_id)? {
+                Some(SecretValue::KeyPair {
+                    public_spki_der, ..
+                }) => Ok(ca::pem_encode("PUBLIC KEY", &public_spki_der)),
+                Some(_) => Err(CasError::BadRequest(format!(
+                    "KMS key {key_id:?} is not a key pair"
+                ))),
+                None => Err(CasError::Conflict(format!(
+                    "KMS key {key_id:?} has no value yet"
+                ))),
+            }
+        })
+    }
+
     /// Registers or renews the URL of `worker` (authenticated by its certificate), whose
     /// service must still be one of its policy's services.
     pub fn register_worker(&self, worker: &Workload, url: &str) -> Result<(), CasError> {
-        self.check_service(worker)?;
+        self.check_service(worker, Operation::Worker)?;
         self.workers.register(worker, url, now())
     }
 
@@ -676,27 +886,29 @@ impl Cas {
 
     /// The live workers of `caller`'s policy registered as `service`.
     pub fn live_workers(&self, caller: &Workload, service: &str) -> Result<Vec<String>, CasError> {
-        self.check_service(caller)?;
+        self.check_service(caller, Operation::Run)?;
         Ok(self.workers.live(&caller.policy, service, now()))
     }
 
-    /// Refuses a workload whose service its policy's current version no longer has.
-    fn check_service(&self, workload: &Workload) -> Result<(), CasError> {
+    /// Refuses a workload whose service its policy's current version no longer has, or whose
+    /// operation is not `operation`.
+    fn check_service(&self, workload: &Workload, operation: Operation) -> Result<(), CasError> {
         self.store.transaction(|tx| {
             let (_, policy) = self.current(tx, &workload.policy)?;
             match policy.service(&workload.service) {
-                Some(_) => Ok(()),
+                Some(s) if s.operation() == Some(operation) => Ok(()),
+                Some(s) => Err(CasError::Forbidden(format!(
+                    "service {:?} of policy {:?} performs {}, not {operation}",
+                    workload.service,
+                    workload.policy,
+                    s.operation().map_or("no operation", Operation::as_str)
+                ))),
                 None => Err(CasError::Forbidden(format!(
                     "policy {:?} has no service {:?}",
                     workload.policy, workload.service
                 ))),
             }
         })
-    }
-
-    /// Exports the audit log with a signed head.
-    pub fn audit_export(&self) -> Result<Export, CasError> {
-        self.store.transaction(|tx| self.audit.export(tx))
     }
 }
 
@@ -737,6 +949,7 @@ fn update_error(e: UpdateError) -> CasError {
 
 /// The decoded, syntactically valid parts of an attestation request.
 struct Decoded {
+    intent: Intent,
     nonce: [u8; NONCE_LEN],
     evidence: Evidence,
     csr: VerifiedCsr,
@@ -747,6 +960,12 @@ struct Decoded {
 impl Decoded {
     fn parse(req: &AttestRequest) -> Result<Self, CasError> {
         let bad = |m: String| CasError::BadRequest(m);
+        let intent = Intent::parse(req.operation.trim()).ok_or_else(|| {
+            bad(format!(
+                "operation: {:?} is not run, worker, encrypt, serve or probe",
+                req.operation
+            ))
+        })?;
         let mut nonce = [0u8; NONCE_LEN];
         hex::decode_to_slice(req.nonce.trim(), &mut nonce)
             .map_err(|_| bad("nonce: expected 64 hex digits".into()))?;
@@ -772,6 +991,7 @@ impl Decoded {
             })
             .transpose()?;
         Ok(Decoded {
+            intent,
             nonce,
             evidence,
             csr,

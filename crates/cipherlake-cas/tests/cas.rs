@@ -20,6 +20,8 @@ mod operations;
 mod owner_read;
 #[path = "cas/policies.rs"]
 mod policies;
+#[path = "cas/principals.rs"]
+mod principals;
 #[path = "cas/restart.rs"]
 mod restart;
 #[path = "cas/robustness.rs"]

@@ -57,6 +57,8 @@ pub enum ReasonCategory {
     tcb,
     /// `platform-not-allowed`.
     platform,
+    /// `operation-mismatch`: the evidence binds another operation than the service's.
+    operation,
     /// `job-missing`, `job-not-allowed`.
     job,
     /// `unknown-service`.
@@ -84,6 +86,7 @@ impl ReasonCategory {
             | "svn-too-low" => Self::measurement,
             "debug-not-tolerated" => Self::debug,
             "platform-not-allowed" => Self::platform,
+            "operation-mismatch" => Self::operation,
             "job-missing" | "job-not-allowed" => Self::job,
             "unknown-service" => Self::service,
             code if code.starts_with("tcb-") => Self::tcb,

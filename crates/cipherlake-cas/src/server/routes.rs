@@ -27,7 +27,7 @@ use crate::api::{
 };
 use crate::cas_evidence;
 use crate::kms::Operation;
-use crate::service::Cas;
+use crate::service::{AuditReader, Caller, Cas, SignedHeaders};
 
 type Shared = Arc<Cas>;
 
@@ -64,11 +64,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cas/evidence", post(cas_evidence))
         .route("/v1/attest/nonce", post(nonce))
         .route("/v1/attest", post(attest))
+        .route("/v1/attest/probe", post(probe))
         .route("/v1/platforms", post(register_platform))
         .route("/v1/kms/wrap", post(kms_wrap))
         .route("/v1/kms/unwrap", post(kms_unwrap))
         .route("/v1/kms/rsa-decrypt", post(kms_rsa_decrypt))
         .route("/v1/kms/rsa-sign", post(kms_rsa_sign))
+        .route("/v1/kms/public-key", post(kms_public_key))
         .route(
             "/v1/workers",
             post(register_worker)
@@ -164,11 +166,31 @@ async fn cas_evidence(
     Ok(Json(reply))
 }
 
+/// The full document for an owner (signed body), or for an owner or a `read_policy` user
+/// (signed headers over an empty body).
 async fn owner_read(
     State(cas): State<Shared>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, CasError> {
+    if let Some(signed) = signed_headers(&headers)? {
+        let path = format!("/v1/policies/{name}/read");
+        return Ok(Json(
+            blocking(move || {
+                cas.signed_read(
+                    &name,
+                    &signed,
+                    cipherlake_policy::Target {
+                        method: "POST",
+                        path: &path,
+                        body: &body,
+                    },
+                )
+            })
+            .await?,
+        ));
+    }
     let request: crate::api::OwnerReadRequest = parse(&body)?;
     Ok(Json(
         blocking(move || cas.owner_read(&name, &request)).await?,
@@ -214,16 +236,46 @@ async fn attest(
     Ok(Json(result?))
 }
 
+async fn probe(State(cas): State<Shared>, body: Bytes) -> Result<impl IntoResponse, CasError> {
+    let request = parse::<AttestRequest>(&body)?;
+    let (policy, service) = (request.policy.clone(), request.service.clone());
+    let result = blocking(move || cas.probe(&request)).await;
+    tracing::info!(
+        policy = ?policy,
+        service = ?service,
+        operation = "probe",
+        decision = if result.is_ok() { "allowed" } else { "denied" },
+        "attestation"
+    );
+    Ok(Json(result?))
+}
+
+/// The bearer token of a request, if any.
+fn bearer(headers: &HeaderMap) -> Option<Zeroizing<String>> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| Zeroizing::new(t.to_string()))
+}
+
+/// The signature headers of a user's or owner's signed request, if any.
+fn signed_headers(headers: &HeaderMap) -> Result<Option<SignedHeaders>, CasError> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    SignedHeaders::parse(
+        get(crate::api::SIGNED_POLICY),
+        get(crate::api::SIGNED_SIGNER),
+        get(crate::api::SIGNED_NONCE),
+        get(crate::api::SIGNED_SIGNATURE),
+    )
+}
+
 async fn register_platform(
     State(cas): State<Shared>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, CasError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| Zeroizing::new(t.to_string()));
+    let token = bearer(&headers);
     let request: PlatformRequest = parse(&body)?;
     let response = blocking(move || {
         cas.register_platform(token.as_deref().map(String::as_str), &request.public_key)
@@ -232,18 +284,59 @@ async fn register_platform(
     Ok(Json(response))
 }
 
-/// Runs a KMS call for the client certificate's workload; counts and logs its outcome (the
-/// workload identity, operation and key id; never key material).
+/// The caller of a KMS request: a user whose signature headers verify over this request, or
+/// else the workload of the client certificate.
+struct KmsRequest {
+    peer: PeerCertificate,
+    signed: Option<SignedHeaders>,
+    path: &'static str,
+    body: Bytes,
+}
+
+impl KmsRequest {
+    fn new(
+        peer: PeerCertificate,
+        headers: &HeaderMap,
+        path: &'static str,
+        body: Bytes,
+    ) -> Result<Self, CasError> {
+        Ok(KmsRequest {
+            peer,
+            signed: signed_headers(headers)?,
+            path,
+            body,
+        })
+    }
+
+    fn caller(&self, cas: &Cas) -> Result<Caller, CasError> {
+        match &self.signed {
+            Some(signed) => cas.authenticate_user(
+                signed,
+                cipherlake_policy::Target {
+                    method: "POST",
+                    path: self.path,
+                    body: &self.body,
+                },
+            ),
+            None => cas
+                .authenticate(self.peer.0.as_deref())
+                .map(Caller::Service),
+        }
+    }
+}
+
+/// Runs a KMS call for the authenticated caller; counts and logs its outcome (the principal,
+/// operation and key id; never key material).
 async fn kms_call(
     state: AppState,
-    peer: PeerCertificate,
+    request: KmsRequest,
     op: Operation,
     key_id: String,
     input: Zeroizing<Vec<u8>>,
 ) -> Result<Zeroizing<Vec<u8>>, CasError> {
     let cas = state.cas;
     let (result, caller) = blocking(move || {
-        let caller = match cas.authenticate(peer.0.as_deref()) {
+        let caller = match request.caller(&cas) {
             Ok(caller) => caller,
             Err(e) => return Ok((Err(e), None)),
         };
@@ -252,8 +345,8 @@ async fn kms_call(
     .await?;
     let outcome = state.metrics.record_kms(op, &result);
     tracing::info!(
-        policy = ?caller.as_ref().map_or("", |c| c.policy.as_str()),
-        service = ?caller.as_ref().map_or("", |c| c.service.as_str()),
+        policy = ?caller.as_ref().map_or("", |c| c.policy()),
+        principal = ?caller.as_ref().map(Caller::principal).unwrap_or_default(),
         operation = op.as_str(),
         decision = outcome,
         "kms"
@@ -271,11 +364,13 @@ fn base64_field(name: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, CasError> 
 async fn kms_wrap(
     State(state): State<AppState>,
     Extension(peer): Extension<PeerCertificate>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, CasError> {
     let request: WrapRequest = parse(&body)?;
+    let caller = KmsRequest::new(peer, &headers, "/v1/kms/wrap", body)?;
     let key = base64_field("key", &request.key)?;
-    let out = kms_call(state, peer, Operation::Wrap, request.key_id, key).await?;
+    let out = kms_call(state, caller, Operation::Wrap, request.key_id, key).await?;
     let wrapped = String::from_utf8(out.to_vec())
         .map_err(|_| CasError::Crypto("wrapped key is not UTF-8".into()))?;
     Ok(Json(WrapResponse { wrapped }))
@@ -284,11 +379,13 @@ async fn kms_wrap(
 async fn kms_unwrap(
     State(state): State<AppState>,
     Extension(peer): Extension<PeerCertificate>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, CasError> {
     let request: UnwrapRequest = parse(&body)?;
+    let caller = KmsRequest::new(peer, &headers, "/v1/kms/unwrap", body)?;
     let input = Zeroizing::new(request.wrapped.into_bytes());
-    let out = kms_call(state, peer, Operation::Unwrap, request.key_id, input).await?;
+    let out = kms_call(state, caller, Operation::Unwrap, request.key_id, input).await?;
     Ok(Json(UnwrapResponse {
         key: Zeroizing::new(BASE64.encode(&*out)),
     }))
@@ -297,11 +394,13 @@ async fn kms_unwrap(
 async fn kms_rsa_decrypt(
     State(state): State<AppState>,
     Extension(peer): Extension<PeerCertificate>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, CasError> {
     let request: RsaDecryptRequest = parse(&body)?;
+    let caller = KmsRequest::new(peer, &headers, "/v1/kms/rsa-decrypt", body)?;
     let input = base64_field("ciphertext", &request.ciphertext)?;
-    let out = kms_call(state, peer, Operation::RsaDecrypt, request.key_id, input).await?;
+    let out = kms_call(state, caller, Operation::RsaDecrypt, request.key_id, input).await?;
     Ok(Json(BytesResponse {
         value: Zeroizing::new(BASE64.encode(&*out)),
     }))
@@ -310,14 +409,33 @@ async fn kms_rsa_decrypt(
 async fn kms_rsa_sign(
     State(state): State<AppState>,
     Extension(peer): Extension<PeerCertificate>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, CasError> {
     let request: RsaSignRequest = parse(&body)?;
+    let caller = KmsRequest::new(peer, &headers, "/v1/kms/rsa-sign", body)?;
     let input = base64_field("message", &request.message)?;
-    let out = kms_call(state, peer, Operation::RsaSign, request.key_id, input).await?;
+    let out = kms_call(state, caller, Operation::RsaSign, request.key_id, input).await?;
     Ok(Json(BytesResponse {
         value: Zeroizing::new(BASE64.encode(&*out)),
     }))
+}
+
+/// The public key of a key pair the caller is granted.
+async fn kms_public_key(
+    State(cas): State<Shared>,
+    Extension(peer): Extension<PeerCertificate>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, CasError> {
+    let request: crate::api::PublicKeyRequest = parse(&body)?;
+    let caller = KmsRequest::new(peer, &headers, "/v1/kms/public-key", body)?;
+    let public_pem = blocking(move || {
+        let caller = caller.caller(&cas)?;
+        cas.kms_public_key(&caller, &request.key_id)
+    })
+    .await?;
+    Ok(Json(crate::api::PublicKeyResponse { public_pem }))
 }
 
 /// Registers or renews the calling worker's URL (mTLS identity).
@@ -372,6 +490,33 @@ async fn list_workers(
     Ok(Json(WorkerList { workers }))
 }
 
-async fn audit(State(cas): State<Shared>) -> Result<impl IntoResponse, CasError> {
-    Ok(Json(blocking(move || cas.audit_export()).await?))
+/// The audit log, for the operator token, a policy owner or a user with `read_audit` (signed
+/// request over `GET /v1/audit` and an empty body).
+async fn audit(
+    State(cas): State<Shared>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, CasError> {
+    let token = bearer(&headers);
+    let signed = signed_headers(&headers)?;
+    let export = blocking(move || {
+        let reader = match (&token, &signed) {
+            (_, Some(signed)) => AuditReader::Signed(
+                signed,
+                cipherlake_policy::Target {
+                    method: "GET",
+                    path: "/v1/audit",
+                    body: b"",
+                },
+            ),
+            (Some(token), None) => AuditReader::Operator(token.as_str()),
+            (None, None) => {
+                return Err(CasError::Unauthorized(
+                    "reading the audit log needs the operator token (Authorization: Bearer), or a request signed by a policy owner or a user with read_audit".into(),
+                ));
+            }
+        };
+        cas.audit_export(reader)
+    })
+    .await?;
+    Ok(Json(export))
 }

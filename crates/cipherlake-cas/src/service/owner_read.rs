@@ -10,7 +10,8 @@ use cipherlake_policy::{Policy, PublicKey, SecretValue, verify_read};
 use rusqlite::Transaction;
 use serde_json::json;
 
-use super::{Cas, now};
+use super::signed::SignedBy;
+use super::{Cas, SignedHeaders, now};
 use crate::CasError;
 use crate::api::{OwnerReadRequest, PolicyDocument, SecretSummary};
 use crate::binding::NONCE_LEN;
@@ -88,6 +89,51 @@ impl Cas {
                 return Err(e);
             }
         };
+        Ok(PolicyDocument {
+            info: self.policy_info(name)?,
+            document: document_without_values(&policy)?,
+            secrets,
+        })
+    }
+
+    /// A signed read of policy `name` by one of its owners or a user with `read_policy`
+    /// ([`SignedHeaders`] over `POST /v1/policies/{name}/read` and an empty body); audited.
+    pub fn signed_read(
+        &self,
+        name: &str,
+        signed: &SignedHeaders,
+        target: cipherlake_policy::Target<'_>,
+    ) -> Result<PolicyDocument, CasError> {
+        if signed.policy != name {
+            return Err(CasError::Forbidden(format!(
+                "the request is signed for policy {:?}, not {name:?}",
+                signed.policy
+            )));
+        }
+        match self.verify_signed(signed, target)? {
+            SignedBy::Owner
+            | SignedBy::User {
+                read_policy: true, ..
+            } => {}
+            SignedBy::User { user, .. } => {
+                let message = format!("user {user:?} of policy {name:?} has no read_policy right");
+                self.audit_refusal(
+                    "policy-read-refused",
+                    json!({"policy": name, "reader": signed.signer.to_string(), "reason": message}),
+                );
+                return Err(CasError::Forbidden(message));
+            }
+        }
+        let (policy, secrets) = self.store.transaction(|tx| {
+            let (_, policy) = self.current(tx, name)?;
+            let secrets = self.secret_summaries(tx, &policy)?;
+            self.append(
+                tx,
+                "policy-read",
+                json!({"policy": name, "reader": signed.signer.to_string()}),
+            )?;
+            Ok((policy, secrets))
+        })?;
         Ok(PolicyDocument {
             info: self.policy_info(name)?,
             document: document_without_values(&policy)?,

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use cipherlake_cas::client::{AttestKeys, decode_nonce, las_evidence};
 
+use cipherlake_policy::Operation;
+
 use crate::common::{Env, JOB, assert_denied, request_for, start_las};
 
 #[tokio::test]
@@ -22,7 +24,11 @@ async fn expired_nonce() {
     let keys = AttestKeys::generate().unwrap();
     let nonce = env.client.nonce().await.unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let rd = keys.report_data(&decode_nonce(&nonce.nonce).unwrap(), Some(&JOB));
+    let rd = keys.report_data(
+        cipherlake_policy::Intent::Perform(cipherlake_policy::Operation::Run),
+        &decode_nonce(&nonce.nonce).unwrap(),
+        Some(&JOB),
+    );
     let evidence = las_evidence(&env.las_socket, rd).await.unwrap();
     let request = request_for(&keys, "p", "driver", nonce.nonce, evidence, Some(JOB));
     assert_denied(env.client.attest_request(&request).await, "nonce-expired");
@@ -36,7 +42,11 @@ async fn report_data_that_does_not_bind_the_csr_key() {
     let attacker = AttestKeys::generate().unwrap();
     let nonce = env.client.nonce().await.unwrap();
     // Evidence binds the honest workload's keys; the attacker substitutes its own CSR.
-    let rd = honest.report_data(&decode_nonce(&nonce.nonce).unwrap(), Some(&JOB));
+    let rd = honest.report_data(
+        cipherlake_policy::Intent::Perform(cipherlake_policy::Operation::Run),
+        &decode_nonce(&nonce.nonce).unwrap(),
+        Some(&JOB),
+    );
     let evidence = las_evidence(&env.las_socket, rd).await.unwrap();
     let request = request_for(&attacker, "p", "driver", nonce.nonce, evidence, Some(JOB));
     assert_denied(
@@ -78,7 +88,7 @@ async fn unknown_las_platform_key() {
     start_las(&rogue_socket); // never registered with the CAS
     let result = env
         .client
-        .attest("p", "driver", Some(JOB), |rd| {
+        .attest("p", "driver", Operation::Run, Some(JOB), |rd| {
             let socket = rogue_socket.clone();
             async move { las_evidence(&socket, rd).await }
         })
@@ -117,7 +127,12 @@ async fn every_reason_is_reported_and_audited() {
             .any(|r| r.starts_with("measurement-not-allowed"))
     );
     assert!(reasons.iter().any(|r| r.starts_with("job-not-allowed")));
-    let log = env.client.audit().await.unwrap();
-    let last = log.entries.last().unwrap();
+    let log = env.audit().await;
+    let last = log
+        .entries
+        .iter()
+        .rev()
+        .find(|e| !e.body.contains("\"audit-read\""))
+        .unwrap();
     assert!(last.body.contains("attestation-denied") && last.body.contains("job-not-allowed"));
 }

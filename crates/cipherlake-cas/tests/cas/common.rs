@@ -13,7 +13,7 @@ use cipherlake_cas::client::{
 };
 use cipherlake_cas::server::{self, ServerHandle};
 use cipherlake_cas::service::Config;
-use cipherlake_policy::{OwnerSigningKey, SignedPolicy, sign};
+use cipherlake_policy::{Intent, Operation, OwnerSigningKey, SignedPolicy, sign};
 
 pub const JOB: [u8; 32] = [7u8; 32];
 
@@ -22,6 +22,8 @@ pub struct Env {
     pub server: Option<ServerHandle>,
     pub client: CasClient,
     pub owner: OwnerSigningKey,
+    /// The key of the standard policy's user `ingest` (wraps footer and pii).
+    pub user: OwnerSigningKey,
     pub las_socket: PathBuf,
     pub measurement: String,
 }
@@ -106,6 +108,7 @@ impl Env {
             server: Some(server),
             client,
             owner: OwnerSigningKey::generate().unwrap(),
+            user: OwnerSigningKey::generate().unwrap(),
             las_socket,
             measurement: own_measurement(),
         }
@@ -133,6 +136,7 @@ attestation:
   tees: [{tees}]
 services:
   driver:
+    operation: run
     measurements: [sha384:{measurement}]
     jobs: [sha256:{job}]
     env:
@@ -141,10 +145,15 @@ services:
     args: ["--service", "{{{{ service.name }}}}"]
     files:
       /etc/app.conf: "policy={{{{ policy.name }}}}"
-    kms_keys: [footer]
+    kms_keys: {{ footer: [unwrap, wrap] }}
   worker:
+    operation: worker
     measurements: [sha384:{measurement}]
-    kms_keys: [pii]
+    kms_keys: {{ pii: [unwrap] }}
+users:
+  ingest:
+    key: {user}
+    kms_keys: {{ footer: [wrap], pii: [wrap] }}
 secrets:
   db_url: {{ kind: ascii, value: "postgres://user:s3cr3t@db/taxi" }}
   footer: {{ kind: aes-256, generate: true }}
@@ -152,6 +161,7 @@ secrets:
 "#,
             pred = predecessor.unwrap_or("null"),
             owner = self.owner.public_key(),
+            user = self.user.public_key(),
             job = hex::encode(JOB),
         )
     }
@@ -171,19 +181,58 @@ secrets:
             .unwrap()
     }
 
-    /// Attests through the LAS.
+    /// Attests through the LAS performing the operation of the standard policy's service
+    /// (`worker` for the worker, `run` otherwise).
     pub async fn attest(
         &self,
         policy: &str,
         service: &str,
         job: Option<[u8; 32]>,
     ) -> Result<Attested, CasError> {
+        self.attest_as(policy, service, operation_of(service), job)
+            .await
+    }
+
+    /// Attests through the LAS binding `operation`.
+    pub async fn attest_as(
+        &self,
+        policy: &str,
+        service: &str,
+        operation: Operation,
+        job: Option<[u8; 32]>,
+    ) -> Result<Attested, CasError> {
         let socket = self.las_socket.clone();
         self.client
-            .attest(policy, service, job, |rd| async move {
+            .attest(policy, service, operation, job, |rd| async move {
                 las_evidence(&socket, rd).await
             })
             .await
+    }
+
+    /// The client signing as user `user` of `policy` with `key`.
+    pub fn as_user(&self, policy: &str, user: &str, key: &OwnerSigningKey) -> CasClient {
+        self.client
+            .with_credential(cipherlake_cas::client::Credential::user(
+                policy,
+                user,
+                OwnerSigningKey::from_file_text(&key.to_file_text()).unwrap(),
+            ))
+    }
+
+    /// The operator token.
+    pub fn operator_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("operator.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// The audit log, read as the operator.
+    pub async fn audit(&self) -> cipherlake_cas::audit::Export {
+        self.client
+            .audit_as_operator(&self.operator_token())
+            .await
+            .unwrap()
     }
 
     /// A correct request: fresh keys, a fresh nonce and LAS evidence binding them.
@@ -195,10 +244,19 @@ secrets:
     ) -> (AttestKeys, AttestRequest) {
         let keys = AttestKeys::generate().unwrap();
         let nonce = self.client.nonce().await.unwrap();
-        let rd = keys.report_data(&decode_nonce(&nonce.nonce).unwrap(), job.as_ref());
+        let intent = Intent::Perform(operation_of(service));
+        let rd = keys.report_data(intent, &decode_nonce(&nonce.nonce).unwrap(), job.as_ref());
         let evidence = las_evidence(&self.las_socket, rd).await.unwrap();
         let request = request_for(&keys, policy, service, nonce.nonce, evidence, job);
         (keys, request)
+    }
+}
+
+/// The operation of a service of the standard policy.
+pub fn operation_of(service: &str) -> Operation {
+    match service {
+        "worker" => Operation::Worker,
+        _ => Operation::Run,
     }
 }
 
@@ -214,6 +272,7 @@ pub fn request_for(
     AttestRequest {
         policy: policy.into(),
         service: service.into(),
+        operation: operation_of(service).to_string(),
         nonce,
         evidence,
         csr: keys.csr_pem().into(),

@@ -61,7 +61,7 @@ async fn apply_attest_open_and_use_the_kms() {
     );
 
     // The audit log records it all and verifies.
-    let log = env.client.audit().await.unwrap();
+    let log = env.audit().await;
     let key = env.server.as_ref().unwrap().audit_public_key;
     verify_log(&log, &key).unwrap();
     let bodies: Vec<&str> = log.entries.iter().map(|e| e.body.as_str()).collect();

@@ -23,14 +23,22 @@ async fn kms_unwrap_by_a_service_not_granted_the_key() {
         Err(CasError::Forbidden(message)) => assert!(message.contains("not granted"), "{message}"),
         other => panic!("expected 403, got {other:?}"),
     }
-    // Nor may it wrap under it, and the worker's own key works.
+    // Nor may it wrap under it; it unwraps its own key, which the ingest user wrapped.
     assert!(matches!(
         worker.kms_wrap("footer", &[5u8; 16]).await,
         Err(CasError::Forbidden(_))
     ));
-    let own = worker.kms_wrap("pii", &[6u8; 16]).await.unwrap();
+    let ingest = env.as_user("p", "ingest", &env.user);
+    let own = ingest.kms_wrap("pii", &[6u8; 16]).await.unwrap();
     assert_eq!(*worker.kms_unwrap("pii", &own).await.unwrap(), [6u8; 16]);
-    let log = env.client.audit().await.unwrap();
+    // A worker that reads may not wrap, so it cannot forge inputs.
+    match worker.kms_wrap("pii", &[6u8; 16]).await {
+        Err(CasError::Forbidden(message)) => {
+            assert!(message.contains("not granted wrap"), "{message}")
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    let log = env.audit().await;
     assert!(
         log.entries
             .iter()
@@ -115,7 +123,7 @@ async fn rsa_decrypt_and_sign_for_always_encrypted() {
     let env = Env::start().await;
     let text = env
         .policy("p", "sim", &env.measurement, None)
-        .replace("kms_keys: [footer]", "kms_keys: [footer, cmk]\n    files:\n      /cmk.pem: \"{{ secret.cmk.public | pem }}\"")
+        .replace("kms_keys: { footer: [unwrap, wrap] }", "kms_keys: { footer: [unwrap, wrap], cmk: [unwrap, wrap] }\n    files:\n      /cmk.pem: \"{{ secret.cmk.public | pem }}\"")
         .replace("    files:\n      /etc/app.conf: \"policy={{ policy.name }}\"\n", "")
         .replace("secrets:\n", "secrets:\n  cmk: { kind: rsa-2048, generate: true }\n");
     env.apply("p", &text).await.unwrap();

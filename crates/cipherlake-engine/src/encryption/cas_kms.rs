@@ -28,8 +28,11 @@ enum Call {
 }
 
 /// A [`KmsClient`] backed by the CAS KMS. Build it from a [`CasClient`] that presents the
-/// workload certificate ([`CasClient::with_identity`]); the CAS authorises each call against the
-/// policy's `kms_keys` for that service and audits it.
+/// workload certificate ([`CasClient::with_identity`]) or signs as a policy user
+/// ([`CasClient::with_credential`]); the CAS authorises each call against that principal's
+/// `kms_keys` and audits it. Give it a client of its own, not a clone of one used elsewhere:
+/// its calls run on its own runtime, and pooled connections are driven by the runtime that
+/// opened them.
 pub struct CasKms {
     calls: Option<mpsc::Sender<Call>>,
     thread: Option<JoinHandle<()>>,

@@ -2,7 +2,8 @@
 //!
 //! - `local`: the key path names an RSA private key PEM file (tests, development);
 //! - `cas`: the key path is a CAS KMS key id; the private key never leaves the CAS, which
-//!   decrypts and signs only for attested workloads whose policy grants the key.
+//!   decrypts (grant `unwrap`) and signs (grant `wrap`) only for the attested services and
+//!   policy users it grants the key.
 //!
 //! Every store verifies a CEK value's signature before unwrapping it.
 
@@ -14,7 +15,7 @@ use cipherlake_cas::client::CasClient;
 use cipherlake_crypto::always_encrypted::cek::cmk_metadata_digest;
 use cipherlake_crypto::always_encrypted::{
     EncryptedCek, RsaPrivateKey, RsaPublicKey, Zeroizing, encrypt_cek, encrypt_cek_unsigned,
-    private_key_from_pem, sign_cmk_metadata, verify_cmk_metadata,
+    private_key_from_pem, public_key_from_pem, sign_cmk_metadata, verify_cmk_metadata,
 };
 
 use super::error::SqlDbError;
@@ -105,30 +106,39 @@ impl ColumnMasterKeyStore for LocalKeyStore {
 }
 
 /// Column master keys held by the CAS KMS (key path = KMS key id). Signatures are verified
-/// by having the CAS sign the same bytes again: RSASSA-PKCS1-v1_5 is deterministic, so an
-/// authentic signature is byte-identical (compared in constant time). Wrapping a new CEK needs
-/// the key's public half ([`CasKeyStore::with_public_key`], e.g. rendered into the job's
-/// configuration from the policy as `{{ secret.NAME.public | pem }}`).
-#[derive(Debug, Clone)]
+/// with the key's public half, which the CAS gives any caller granted the key (so a reader
+/// needs only `unwrap`); signing (new CEKs, CMK metadata) needs `wrap`.
+#[derive(Debug)]
 pub struct CasKeyStore {
     client: CasClient,
-    public_keys: HashMap<String, RsaPublicKey>,
+    public_keys: tokio::sync::Mutex<HashMap<String, RsaPublicKey>>,
 }
 
 impl CasKeyStore {
-    /// A store using `client`, which must carry an attested identity
-    /// ([`CasClient::with_identity`]).
+    /// A store using `client`, which carries an attested identity
+    /// ([`CasClient::with_identity`]) or a policy user's credential
+    /// ([`CasClient::with_credential`]).
     pub fn new(client: CasClient) -> Self {
         Self {
             client,
-            public_keys: HashMap::new(),
+            public_keys: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    /// Adds the public key of KMS key `key_id` (needed to create CEKs under it).
-    pub fn with_public_key(mut self, key_id: &str, public: RsaPublicKey) -> Self {
-        self.public_keys.insert(key_id.to_owned(), public);
-        self
+    /// The public key of KMS key `key_id`, from the CAS once per store.
+    async fn public_key(&self, key_id: &str) -> Result<RsaPublicKey, SqlDbError> {
+        let mut keys = self.public_keys.lock().await;
+        if let Some(key) = keys.get(key_id) {
+            return Ok(key.clone());
+        }
+        let pem = self
+            .client
+            .kms_public_key(key_id)
+            .await
+            .map_err(|e| key_error(key_id, format!("CAS public key: {e}")))?;
+        let key = public_key_from_pem(&pem).map_err(|e| key_error(key_id, e))?;
+        keys.insert(key_id.to_owned(), key.clone());
+        Ok(key)
     }
 
     async fn sign(&self, key_id: &str, message: &[u8]) -> Result<Vec<u8>, SqlDbError> {
@@ -136,28 +146,6 @@ impl CasKeyStore {
             .kms_rsa_sign(key_id, message)
             .await
             .map_err(|e| key_error(key_id, format!("CAS signing failed: {e}")))
-    }
-
-    async fn check_signature(
-        &self,
-        key_id: &str,
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), SqlDbError> {
-        let expected = self.sign(key_id, message).await?;
-        let differ = expected.len() != signature.len()
-            || expected
-                .iter()
-                .zip(signature)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                != 0;
-        if differ {
-            return Err(key_error(
-                key_id,
-                "signature does not verify with the column master key",
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -179,8 +167,10 @@ impl ColumnMasterKeyStore for CasKeyStore {
                 format!("the CEK value is for key path {:?}", parsed.key_path),
             ));
         }
-        self.check_signature(key_path, parsed.signed_bytes(), &parsed.signature)
-            .await?;
+        let public = self.public_key(key_path).await?;
+        parsed
+            .verify(key_path, &public)
+            .map_err(|e| key_error(key_path, e))?;
         self.client
             .kms_rsa_decrypt(key_path, &parsed.ciphertext)
             .await
@@ -188,14 +178,9 @@ impl ColumnMasterKeyStore for CasKeyStore {
     }
 
     async fn encrypt_cek(&self, key_path: &str, cek: &[u8]) -> Result<Vec<u8>, SqlDbError> {
-        let public = self.public_keys.get(key_path).ok_or_else(|| {
-            key_error(
-                key_path,
-                "its public key is needed to create a CEK under it",
-            )
-        })?;
+        let public = self.public_key(key_path).await?;
         let mut value =
-            encrypt_cek_unsigned(cek, key_path, public).map_err(|e| key_error(key_path, e))?;
+            encrypt_cek_unsigned(cek, key_path, &public).map_err(|e| key_error(key_path, e))?;
         let signature = self.sign(key_path, &value).await?;
         value.extend_from_slice(&signature);
         Ok(value)
@@ -210,8 +195,9 @@ impl ColumnMasterKeyStore for CasKeyStore {
     }
 
     async fn verify_metadata(&self, key_path: &str, signature: &[u8]) -> Result<(), SqlDbError> {
-        let digest = cmk_metadata_digest(CAS_PROVIDER, key_path, false);
-        self.check_signature(key_path, &digest, signature).await
+        let public = self.public_key(key_path).await?;
+        verify_cmk_metadata(CAS_PROVIDER, key_path, false, signature, &public)
+            .map_err(|e| key_error(key_path, e))
     }
 }
 
