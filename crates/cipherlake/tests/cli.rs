@@ -11,6 +11,7 @@ mod cli {
     pub mod distributed;
     pub mod evidence;
     pub mod parquet;
+    pub mod principals;
     pub mod run;
     pub mod support;
     pub mod testbed;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use cipherlake_crypto::always_encrypted::{
     CellKey, EncryptionType, SqlType, SqlValue, Zeroizing, denormalize, encrypt_value,
-    public_key_from_pem,
 };
 use cipherlake_engine::sqldb::catalog;
 use cipherlake_engine::sqldb::conn::Conn;
@@ -20,7 +19,7 @@ use cipherlake_engine::sqldb::sample::create_contoso;
 use cipherlake_engine::sqldb::url::UrlArg;
 use cipherlake_engine::sqldb::{CasKeyStore, DbUrl, KeyStores};
 
-use super::workload::{WorkloadArgs, cas_client};
+use super::workload::{UserArgs, cas_client};
 
 /// SQL Server Always Encrypted: cells, keys and encrypted columns.
 #[derive(clap::Args, Debug)]
@@ -170,8 +169,9 @@ struct BatchArgs {
     max_batches: Option<usize>,
 }
 
-/// Access to column master keys held by the CAS (key paths cas:KEYID): this process attests
-/// as --policy/--service and the CAS decrypts and signs with keys its policy grants.
+/// Access to column master keys held by the CAS (key paths cas:KEYID): this process signs as
+/// --user of --policy (a person, never attested) and the CAS decrypts (unwrap) and signs (wrap)
+/// with the keys that user is granted.
 #[derive(clap::Args, Debug)]
 struct KeyStoreArgs {
     /// The CAS URL (https://HOST:PORT), for column master keys held by the CAS.
@@ -180,18 +180,14 @@ struct KeyStoreArgs {
     /// The CAS certificate to pin.
     #[arg(long = "cas-cert", value_name = "FILE", env = "CIPHERLAKE_CAS_CERT")]
     cas_cert: Option<PathBuf>,
-    /// The public key (PEM) of a CAS-held column master key, needed to create a CEK under it
-    /// (e.g. rendered from the policy as {{ secret.NAME.public | pem }}).
-    #[arg(long, value_name = "FILE")]
-    cmk_public_key: Option<PathBuf>,
     #[command(flatten)]
-    workload: WorkloadArgs,
+    user: UserArgs,
 }
 
 impl KeyStoreArgs {
-    /// The key stores: local PEM files always, the CAS when --cas is given. `cas_key` names
-    /// the CAS key that --cmk-public-key belongs to.
-    async fn stores(&self, cas_key: Option<&str>) -> anyhow::Result<KeyStores> {
+    /// The key stores: local PEM files always, the CAS when --cas is given (which also gives
+    /// the public half of the keys the user is granted).
+    async fn stores(&self) -> anyhow::Result<KeyStores> {
         let stores = KeyStores::default();
         let Some(url) = &self.cas else {
             return Ok(stores);
@@ -201,13 +197,7 @@ impl KeyStoreArgs {
             .as_deref()
             .context("--cas URL needs --cas-cert FILE (the CAS's tls-cert.pem)")?;
         let cas = cas_client(url, cert)?;
-        let attested = self.workload.attest(&cas, None).await?;
-        let mut store = CasKeyStore::new(cas.with_identity(&attested)?);
-        if let (Some(file), Some(key)) = (&self.cmk_public_key, cas_key) {
-            let pem = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            store = store.with_public_key(key, public_key_from_pem(&pem)?);
-        }
+        let store = CasKeyStore::new(cas.with_credential(self.user.credential()?));
         Ok(stores.with(Arc::new(store)))
     }
 }
@@ -237,7 +227,9 @@ enum CellCommand {
     Encrypt {
         #[command(flatten)]
         cell: CellOptions,
-        /// The value as text, e.g. 42, 12.50, 2024-02-29 13:45:10.1234567, 0xDEADBEEF.
+        /// The value as text, e.g. 42, -1, 12.50, 2024-02-29 13:45:10.1234567, 0xDEADBEEF
+        /// (negative numbers are values, not options).
+        #[arg(allow_negative_numbers = true)]
         value: String,
     },
     /// Decrypt a cell given as hex and print its value as text.
@@ -328,7 +320,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             keys,
         } => {
             let (provider, path) = key_location(&key_path);
-            let stores = keys.stores(None).await?;
+            let stores = keys.stores().await?;
             create_cmk(&db.open().await?, &stores, &name, provider, path).await?;
             println!("column master key {name} recorded ({provider}:{path})");
         }
@@ -339,8 +331,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             keys,
         } => {
             let conn = db.open().await?;
-            let catalog = catalog::load(&conn).await?;
-            let stores = keys.stores(Some(&catalog.cmk(&cmk)?.key_path)).await?;
+            let stores = keys.stores().await?;
             create_cek(&conn, &stores, &name, &cmk).await?;
             println!("column encryption key {name} created under {cmk}");
         }
@@ -352,7 +343,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             batches,
             keys,
         } => {
-            let stores = keys.stores(None).await?;
+            let stores = keys.stores().await?;
             let progress = encrypt_columns(
                 &db.open().await?,
                 &stores,
@@ -372,7 +363,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             batches,
             keys,
         } => {
-            let stores = keys.stores(None).await?;
+            let stores = keys.stores().await?;
             let progress = decrypt_columns(
                 &db.open().await?,
                 &stores,
@@ -400,8 +391,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let conn = db.open().await?;
             let existing = catalog::load(&conn).await?;
             let has_cek = existing.ceks.iter().any(|k| k.name == cek);
-            let cas_key = key_path.as_deref().map(|k| key_location(k).1);
-            let stores = keys.stores(cas_key).await?;
+            let stores = keys.stores().await?;
             if !has_cek {
                 let key_path = key_path.as_deref().with_context(|| {
                     format!("column encryption key {cek} does not exist: give --key-path FILE.pem|cas:KEYID to create it")

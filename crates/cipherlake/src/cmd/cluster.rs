@@ -31,8 +31,8 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum Command {
     /// Start a LAS, a CAS and N attested workers on loopback in the background, apply the
-    /// development policy `local-cluster` (services ingest, driver, worker, custodian; KMS keys
-    /// data-key and results-key), and print how to submit jobs.
+    /// development policy `local-cluster` (services ingest, driver, worker; the user custodian,
+    /// key custodian.key; KMS keys data-key and results-key), and print how to submit jobs.
     Up(UpArgs),
     /// Stop the cluster started in the workdir (workers first, then the CAS and the LAS).
     Down(DownArgs),
@@ -169,16 +169,24 @@ async fn start(
         .await?;
 
     let measurement = generated_policy::measurement(&socket, platform).await?;
-    let jobs = match job_hashes {
+    // The driver runs the jobs given to `cluster up --job`; without jobs there is no driver.
+    let driver = match job_hashes {
         [] => String::new(),
-        hashes => format!("    jobs: [{}]\n", hashes.join(", ")),
+        hashes => format!(
+            "  driver:                    # runs the jobs given to `cluster up --job`\n    operation: run\n    measurements: [sha384:{measurement}]\n    jobs: [{}]\n    kms_keys: {{ data-key: [unwrap], results-key: [wrap] }}\n    console: full            # a development cluster: jobs print their results\n",
+            hashes.join(", ")
+        ),
     };
+    let custodian = generated_policy::key_file(&workdir.join("custodian.key"))?
+        .public_key()
+        .to_string();
     let applied = generated_policy::apply(&cas, workdir, POLICY, |owner, predecessor| {
         TEMPLATE
             .replace("@PREDECESSOR@", predecessor)
             .replace("@OWNER@", owner)
             .replace("@MEASUREMENT@", &measurement)
-            .replace("@JOBS@", &jobs)
+            .replace("@DRIVER@", &driver)
+            .replace("@CUSTODIAN@", &custodian)
     })
     .await?;
 
@@ -224,8 +232,10 @@ async fn start(
         "cluster up in {dir}\n  CAS     {url} (state in cas/, log in logs/cas.log)\n  LAS     {socket}\n  policy  {POLICY} version {hash} ({state}; owner key owner.key)\n{workers}\
          Submit a job (the driver attests as {POLICY}/driver; the job must be one given with --job):\n  \
          source {env}\n  cipherlake run --workers-from-cas JOB.sql\n\
-         Encrypt data for it (as {POLICY}/ingest, key data-key):\n  \
+         Encrypt data for it (attested as {POLICY}/ingest, an encrypt service: wraps data-key):\n  \
          cipherlake datagen taxi --rows 5M --out DIR --encrypt --footer-key data-key --kms cas:$CIPHERLAKE_CAS --service ingest\n\
+         Read results as the custodian (a user: signs with custodian.key):\n  \
+         cipherlake parquet decrypt --kms cas:$CIPHERLAKE_CAS --user custodian --key {dir}/custodian.key --in RESULTS --out PLAIN\n\
          Stop it:\n  cipherlake cluster down --workdir {dir}\n",
         dir = workdir.display(),
         socket = socket.display(),

@@ -50,7 +50,7 @@ struct TaxiArgs {
     #[command(flatten)]
     keys: super::parquet::KeyArgs,
     #[command(flatten)]
-    kms: super::workload::KmsArgs,
+    kms: super::encrypt::EncryptKmsArgs,
 }
 
 /// Runs `cipherlake datagen`.

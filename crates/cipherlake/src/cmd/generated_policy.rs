@@ -24,17 +24,13 @@ pub struct Applied {
     pub owner: String,
 }
 
-/// Loads the owner key from `workdir/owner.key`, creating it (0600) on first use.
-fn owner_key(workdir: &Path) -> anyhow::Result<OwnerSigningKey> {
-    let file = workdir.join("owner.key");
+/// Loads the ed25519 key in `file`, creating it (0600) on first use.
+pub fn key_file(file: &Path) -> anyhow::Result<OwnerSigningKey> {
     if !file.exists() {
         let key = OwnerSigningKey::generate()?;
-        write_atomically(&file, key.to_file_text().as_bytes(), 0o600)?;
+        write_atomically(file, key.to_file_text().as_bytes(), 0o600)?;
     }
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?,
-    );
-    Ok(OwnerSigningKey::from_file_text(&text)?)
+    super::workload::load_key(file)
 }
 
 /// Applies the policy `name` that `fill(owner, predecessor)` writes, as a successor of the
@@ -46,7 +42,7 @@ pub async fn apply(
     name: &str,
     fill: impl Fn(&str, &str) -> String,
 ) -> anyhow::Result<Applied> {
-    let key = owner_key(workdir)?;
+    let key = key_file(&workdir.join("owner.key"))?;
     let owner = key.public_key().to_string();
     let current = match cas.policy(name).await {
         Ok(info) => Some(info.hash),

@@ -9,6 +9,7 @@ pub mod cluster;
 mod count;
 pub mod datagen;
 pub mod demo;
+mod encrypt;
 pub mod evidence;
 pub mod generated_policy;
 pub mod las;

@@ -7,6 +7,7 @@ use cipherlake_engine::encryption::DataKeyLength;
 use cipherlake_engine::encryption::custodian::{RewriteReport, inspect, rewrite};
 use cipherlake_engine::encryption::{ColumnKeys, EncryptionSpec, parse_column_keys};
 
+use super::encrypt::EncryptKmsArgs;
 use super::workload::KmsArgs;
 
 /// Encrypt, decrypt and inspect Parquet files (Parquet modular encryption, AES_GCM_V1, with
@@ -42,7 +43,7 @@ struct EncryptArgs {
     #[command(flatten)]
     keys: KeyArgs,
     #[command(flatten)]
-    kms: KmsArgs,
+    kms: EncryptKmsArgs,
 }
 
 /// Key selection shared by `parquet encrypt` and `datagen taxi --encrypt`.

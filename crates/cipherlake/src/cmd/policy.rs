@@ -40,9 +40,13 @@ struct ShowArgs {
     name: String,
     #[command(flatten)]
     cas: super::cas::CasConnection,
-    /// An owner's private key file: read the full document as that owner.
+    /// An owner's private key file: read the full document as that owner (or, with --user,
+    /// as that user of the policy, who needs read_policy).
     #[arg(long, value_name = "OWNER_KEY")]
     key: Option<PathBuf>,
+    /// Read as this user of the policy (signs with --key).
+    #[arg(long, value_name = "NAME", requires = "key")]
+    user: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -102,7 +106,18 @@ async fn show(args: &ShowArgs) -> anyhow::Result<()> {
         Some(path) => {
             let key = OwnerSigningKey::from_file_text(&read_text(path)?)
                 .with_context(|| format!("reading owner key {}", path.display()))?;
-            serde_json::to_string_pretty(&client.policy_document(&args.name, &key).await?)?
+            let document = match &args.user {
+                Some(user) => {
+                    let credential =
+                        cipherlake_cas::client::Credential::user(&args.name, user, key);
+                    client
+                        .with_credential(credential)
+                        .policy_document_signed(&args.name)
+                        .await?
+                }
+                None => client.policy_document(&args.name, &key).await?,
+            };
+            serde_json::to_string_pretty(&document)?
         }
     };
     println!("{json}");

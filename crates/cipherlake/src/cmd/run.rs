@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cipherlake_cas::binding::job_hash;
-use cipherlake_cas::client::{Attested, CasClient};
+use cipherlake_cas::client::CasClient;
 use cipherlake_cluster::driver::{DriverOptions, WorkerList, distributed_session, local_session};
 use cipherlake_cluster::registry;
-use cipherlake_cluster::tls::Identity;
 use cipherlake_cluster::worker::worker_url;
 use cipherlake_engine::job::{Console, Redactor, substitute};
 use cipherlake_engine::output::OutputFormat;
@@ -20,10 +19,26 @@ use cipherlake_engine::script::run_script;
 use cipherlake_engine::session::SessionOptions;
 use cipherlake_engine::sqldb::{CasKeyStore, DatabaseSpec, KeyStores, register_database};
 use cipherlake_engine::stores::StoreConfig;
+use cipherlake_policy::Operation;
 use datafusion::prelude::SessionContext;
 
 use super::cas::CasConnection;
-use super::workload::{WorkloadArgs, cas_kms};
+use super::workload::{AttestedWorkload, Performed, WorkloadArgs};
+
+/// The `run` operation for one job file; constructed only here, where the job then runs.
+pub struct JobRun {
+    hash: [u8; 32],
+}
+
+impl Performed for JobRun {
+    fn operation(&self) -> Operation {
+        Operation::Run
+    }
+
+    fn job_hash(&self) -> Option<[u8; 32]> {
+        Some(self.hash)
+    }
+}
 
 /// Run a SQL job as an attested workload.
 ///
@@ -99,8 +114,7 @@ impl DistributionArgs {
     /// list (aborted when dropped).
     async fn session(
         &self,
-        cas: &CasClient,
-        attested: &Attested,
+        attested: &AttestedWorkload,
         options: &SessionOptions,
     ) -> anyhow::Result<(SessionContext, Option<AbortOnDrop>)> {
         if self.workers.is_empty() && !self.workers_from_cas {
@@ -108,13 +122,13 @@ impl DistributionArgs {
         }
         let workers = WorkerList::default();
         let follower = if self.workers_from_cas {
-            let cas = cas.with_identity(attested)?;
+            let cas = attested.cas().clone();
             let found = registry::refresh(&cas, &self.worker_service, &workers).await?;
             if found == 0 {
                 anyhow::bail!(
                     "the CAS lists no live {:?} workers of policy {:?}; start some with `cipherlake worker`",
                     self.worker_service,
-                    attested.policy
+                    attested.policy()
                 );
             }
             Some(AbortOnDrop(registry::follow_workers(
@@ -133,7 +147,7 @@ impl DistributionArgs {
         };
         tracing::info!(workers = ?workers, "distributing the job");
         let driver = DriverOptions {
-            identity: Identity::from_attested(attested)?,
+            identity: attested.tls_identity()?,
             workers,
             worker_services: vec![self.worker_service.clone()],
             bytes_per_partition: self.bytes_per_task,
@@ -173,6 +187,8 @@ const DATABASE_PREFIX: &str = "DATABASE_";
 /// What a job run did, for reports.
 #[derive(Debug, Clone)]
 pub struct JobReport {
+    /// Who ran it: `policy/service (operation)`.
+    pub principal: String,
     /// `sha256:HEX` of the job file.
     pub job_hash: String,
     /// The policy version that admitted the job.
@@ -197,24 +213,25 @@ pub async fn run_job(
     out: &mut dyn Write,
 ) -> anyhow::Result<JobReport> {
     let script = std::str::from_utf8(job).context("the job file is not UTF-8 text")?;
-    let hash = job_hash(job);
+    let run = JobRun {
+        hash: job_hash(job),
+    };
+    let hash = run.hash;
     let started = Instant::now();
-    let attested = workload.attest(cas, Some(hash)).await?;
+    let attested = workload.attest(cas, &run).await?;
     let attestation = started.elapsed();
-    let env = &attested.config.env;
-    let console = Console::from_setting(&attested.config.console);
+    let env = &attested.config().env;
+    let console = Console::from_setting(&attested.config().console);
     let redactor = Redactor::new(env);
     let script = substitute(script, env)?;
     let stores = StoreConfig::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    let kms = cas_kms(cas, &attested)?;
     let options = SessionOptions {
-        kms: Some(kms),
+        kms: Some(attested.kms()),
         stores,
         ..SessionOptions::default()
     };
-    let (ctx, _follower) = distribution.session(cas, &attested, &options).await?;
-    let key_stores =
-        KeyStores::default().with(Arc::new(CasKeyStore::new(cas.with_identity(&attested)?)));
+    let (ctx, _follower) = distribution.session(&attested, &options).await?;
+    let key_stores = KeyStores::default().with(Arc::new(CasKeyStore::new(attested.cas().clone())));
     for (variable, url) in env {
         let Some(name) = variable.strip_prefix(DATABASE_PREFIX) else {
             continue;
@@ -241,8 +258,14 @@ pub async fn run_job(
     .await
     .map_err(|e| anyhow::anyhow!("{}", redactor.redact(&e.to_string())))?;
     Ok(JobReport {
+        principal: format!(
+            "{}/{} ({})",
+            attested.policy(),
+            attested.service(),
+            attested.operation()
+        ),
         job_hash: format!("sha256:{}", hex::encode(hash)),
-        policy_hash: attested.policy_hash.clone(),
+        policy_hash: attested.policy_hash().to_string(),
         attestation,
         execution: started.elapsed(),
         console,
@@ -267,8 +290,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
     eprintln!(
-        "job {} ran as an attested workload (policy version {}): attestation and release {:.0} ms, {} statement(s) in {:.0} ms, console: {}",
+        "job {} ran as an attested workload, {} (policy version {}): attestation and release {:.0} ms, {} statement(s) in {:.0} ms, console: {}",
         report.job_hash,
+        report.principal,
         report.policy_hash,
         report.attestation.as_secs_f64() * 1e3,
         report.statements,

@@ -53,7 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         _ => bail!("give the SQL as an argument or with --file FILE"),
     };
     let format: OutputFormat = args.format.parse().map_err(anyhow::Error::msg)?;
-    let opened = args.kms.open_with_identity().await?;
+    let opened = args.kms.open_with_user()?;
     let ctx = new_session(&SessionOptions {
         kms: opened.kms,
         stores: StoreConfig::from_env(),
@@ -64,7 +64,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(table = %table.name, ?kind, "registered table");
     }
     let mut key_stores = cipherlake_engine::sqldb::KeyStores::default();
-    if let Some(cas) = opened.cas_identity {
+    if let Some(cas) = opened.cas_user {
         key_stores = key_stores.with(Arc::new(cipherlake_engine::sqldb::CasKeyStore::new(cas)));
     }
     for database in &args.databases {

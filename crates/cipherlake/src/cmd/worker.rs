@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 use cipherlake_cas::client::CasClient;
 use cipherlake_cluster::registry;
-use cipherlake_cluster::tls::Identity;
 use cipherlake_cluster::worker::{WorkerHandle, WorkerOptions, serve, worker_url};
 use cipherlake_crypto::key_material::KmsClient;
 use cipherlake_engine::encryption::RenewableKms;
@@ -20,8 +19,19 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
 
+use cipherlake_policy::Operation;
+
 use super::cas::{CasConnection, shutdown_signal};
-use super::workload::{WorkloadArgs, cas_kms};
+use super::workload::{Performed, WorkloadArgs};
+
+/// The `worker` operation; constructed only here, where the worker then serves.
+pub struct Serving(());
+
+impl Performed for Serving {
+    fn operation(&self) -> Operation {
+        Operation::Worker
+    }
+}
 
 /// Serve plan fragments of distributed jobs as an attested worker.
 ///
@@ -93,18 +103,18 @@ impl AttestedWorker {
             .service
             .get_or_insert_with(|| DEFAULT_WORKER_SERVICE.to_owned());
         let attested = workload
-            .attest(cas, None)
+            .attest(cas, &Serving(()))
             .await
             .context("the worker cannot start without a successful attestation")?;
-        let identity = Identity::from_attested(&attested)?;
-        let env = &attested.config.env;
+        let identity = attested.tls_identity()?;
+        let env = &attested.config().env;
         let stores = StoreConfig::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let mut clients = args.clients.clone();
         clients.push(identity.service().to_owned());
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
-        let kms = Arc::new(RenewableKms::new(cas_kms(cas, &attested)?));
+        let kms = Arc::new(RenewableKms::new(attested.kms()));
         let options = WorkerOptions {
             session: SessionOptions {
                 kms: Some(Arc::clone(&kms) as Arc<dyn KmsClient>),
@@ -133,7 +143,7 @@ impl AttestedWorker {
             None => args.listen.ip().to_string(),
         };
         let url = worker_url(&host, server.addr.port())?;
-        let (identity_tx, identity) = watch::channel(cas.with_identity(&attested)?);
+        let (identity_tx, identity) = watch::channel(attested.cas().clone());
         let ttl = registry::register(&identity.borrow(), &url)
             .await
             .with_context(|| format!("registering {url} with the CAS"))?;
@@ -146,7 +156,7 @@ impl AttestedWorker {
                 kms,
                 identity: identity_tx,
             },
-            attested.expires,
+            attested.expires(),
         ));
         Ok(AttestedWorker {
             url,
@@ -189,12 +199,11 @@ impl Renewal {
     /// Attests again; switches the TLS identity, the KMS client and the registration client
     /// to the new certificate; returns its expiry.
     async fn renew(&self) -> anyhow::Result<u64> {
-        let attested = self.workload.attest(&self.cas, None).await?;
-        self.server.renew(&Identity::from_attested(&attested)?)?;
-        self.kms.replace(cas_kms(&self.cas, &attested)?);
-        self.identity
-            .send_replace(self.cas.with_identity(&attested)?);
-        Ok(attested.expires)
+        let attested = self.workload.attest(&self.cas, &Serving(())).await?;
+        self.server.renew(&attested.tls_identity()?)?;
+        self.kms.replace(attested.kms());
+        self.identity.send_replace(attested.cas().clone());
+        Ok(attested.expires())
     }
 }
 

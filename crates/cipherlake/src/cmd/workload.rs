@@ -1,15 +1,29 @@
-//! This process as an attested workload: which policy and service it claims, how it collects
-//! evidence, and the KMS selection (`--kms local:FILE|cas:URL`) shared by every command that
-//! reads or writes encrypted Parquet.
+//! This process as a principal of a policy: an attested **service** performing one operation,
+//! or a **user** proving itself with its key (DESIGN.md, "Principals, operations and grants").
+//!
+//! * A service attests through [`WorkloadArgs::attest`], which takes the operation as a value
+//!   of a [`Performed`] type. That trait is sealed here, and each implementing type has a
+//!   private constructor in the module that performs the operation (`run`'s job, `worker`'s
+//!   server, `encrypt`'s writer), so no other command can bind an operation it does not
+//!   perform. The result is one [`AttestedWorkload`]: principal, operation, certificate, CAS
+//!   client with identity, KMS client and TLS identity.
+//! * Commands whose purpose is plaintext on the host (`parquet decrypt`, `sql`, `bench`, …)
+//!   never attest: with `--kms cas:URL` they act as a policy user (`--user NAME --key FILE`),
+//!   and the CAS authorises each KMS call by the user's signature and grants.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use cipherlake_attest::attester::{DEFAULT_LAS_SOCKET, DetectConfig, detect};
-use cipherlake_cas::client::{Attested, CasClient, attester_evidence, fingerprint_of_pem};
+use cipherlake_cas::api::ReleasedConfig;
+use cipherlake_cas::client::{
+    Attested, CasClient, Credential, attester_evidence, fingerprint_of_pem,
+};
+use cipherlake_cluster::tls::Identity;
 use cipherlake_crypto::key_material::KmsClient;
 use cipherlake_engine::encryption::{CasKms, KmsSpec};
+use cipherlake_policy::{Keyword, Operation, OwnerSigningKey};
 
 /// The policy and service this process attests as, and where it finds evidence.
 #[derive(Debug, Clone, clap::Args)]
@@ -17,7 +31,7 @@ pub struct WorkloadArgs {
     /// The policy to attest under.
     #[arg(long, value_name = "NAME", env = "CIPHERLAKE_POLICY")]
     pub policy: Option<String>,
-    /// The service of the policy to attest as.
+    /// The service of the policy to attest as (its operation must be this command's).
     #[arg(long, value_name = "SERVICE", env = "CIPHERLAKE_SERVICE")]
     pub service: Option<String>,
     /// The LAS socket (simulation mode; configfs-tsm and Gramine are used first when present).
@@ -30,14 +44,39 @@ pub struct WorkloadArgs {
     pub las_socket: PathBuf,
 }
 
+mod sealed {
+    /// Only the types listed in this module can be operations.
+    pub trait Sealed {}
+}
+
+impl sealed::Sealed for super::run::JobRun {}
+impl sealed::Sealed for super::worker::Serving {}
+impl sealed::Sealed for super::encrypt::Encrypting {}
+
+/// An operation this binary performs, bound into its evidence. Implemented only by the types
+/// sealed above, each constructed only by the code that performs the operation.
+pub trait Performed: sealed::Sealed {
+    /// The operation.
+    fn operation(&self) -> Operation;
+    /// The job file's hash (`run` only).
+    fn job_hash(&self) -> Option<[u8; 32]> {
+        None
+    }
+}
+
+/// Where this process's evidence comes from: configfs-tsm, Gramine, or the LAS at `socket`.
+pub fn attester(
+    las_socket: &std::path::Path,
+) -> anyhow::Result<cipherlake_attest::attester::Attester> {
+    Ok(detect(&DetectConfig {
+        las_socket: las_socket.to_path_buf(),
+        ..DetectConfig::default()
+    })?)
+}
+
 impl WorkloadArgs {
-    /// Attests to `cas` with `job_hash` bound into the report data, through the first
-    /// attestation interface found (configfs-tsm, Gramine, the LAS).
-    pub async fn attest(
-        &self,
-        cas: &CasClient,
-        job_hash: Option<[u8; 32]>,
-    ) -> anyhow::Result<Attested> {
+    /// The policy and service named, or a clear error.
+    pub fn names(&self) -> anyhow::Result<(&str, &str)> {
         let policy = self
             .policy
             .as_deref()
@@ -46,23 +85,108 @@ impl WorkloadArgs {
             .service
             .as_deref()
             .context("--service SERVICE is required to attest (or set CIPHERLAKE_SERVICE)")?;
-        let attester = detect(&DetectConfig {
-            las_socket: self.las_socket.clone(),
-            ..DetectConfig::default()
-        })?;
+        Ok((policy, service))
+    }
+
+    /// Attests to `cas` as the named service performing `operation` (its job hash bound too),
+    /// through the first attestation interface found (configfs-tsm, Gramine, the LAS).
+    pub async fn attest(
+        &self,
+        cas: &CasClient,
+        operation: &impl Performed,
+    ) -> anyhow::Result<AttestedWorkload> {
+        let (policy, service) = self.names()?;
+        let attester = attester(&self.las_socket)?;
+        let op = operation.operation();
         let attested = cas
-            .attest(policy, service, job_hash, |report_data| async move {
-                attester_evidence(&attester, report_data).await
-            })
+            .attest(
+                policy,
+                service,
+                op,
+                operation.job_hash(),
+                |report_data| async move { attester_evidence(&attester, report_data).await },
+            )
             .await
-            .with_context(|| format!("attesting as {policy}/{service}"))?;
+            .with_context(|| format!("attesting as {policy}/{service} ({op})"))?;
         tracing::info!(
             policy,
             service,
+            operation = op.as_str(),
             policy_hash = %attested.policy_hash,
             "attested"
         );
-        Ok(attested)
+        AttestedWorkload::new(cas, attested, op)
+    }
+}
+
+/// A service of a policy that attested performing one operation: everything a command needs
+/// to act as it, built once.
+pub struct AttestedWorkload {
+    operation: Operation,
+    attested: Attested,
+    cas: CasClient,
+    kms: Arc<dyn KmsClient>,
+}
+
+impl AttestedWorkload {
+    fn new(base: &CasClient, attested: Attested, operation: Operation) -> anyhow::Result<Self> {
+        let cas = base.with_identity(&attested)?;
+        // The KMS runs its calls on a runtime of its own: it gets its own client (connection
+        // pool), since pooled connections are driven by the runtime that opened them.
+        let kms: Arc<dyn KmsClient> = Arc::new(
+            CasKms::new(base.with_identity(&attested)?).context("starting the CAS KMS client")?,
+        );
+        Ok(AttestedWorkload {
+            operation,
+            attested,
+            cas,
+            kms,
+        })
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &str {
+        &self.attested.policy
+    }
+
+    /// The service.
+    pub fn service(&self) -> &str {
+        &self.attested.service
+    }
+
+    /// The operation bound into the evidence.
+    pub fn operation(&self) -> Operation {
+        self.operation
+    }
+
+    /// The policy version that admitted the workload.
+    pub fn policy_hash(&self) -> &str {
+        &self.attested.policy_hash
+    }
+
+    /// Certificate expiry, unix seconds.
+    pub fn expires(&self) -> u64 {
+        self.attested.expires
+    }
+
+    /// The released configuration.
+    pub fn config(&self) -> &ReleasedConfig {
+        &self.attested.config
+    }
+
+    /// The CAS client presenting the workload certificate (mTLS).
+    pub fn cas(&self) -> &CasClient {
+        &self.cas
+    }
+
+    /// The CAS KMS, authorised by the workload certificate.
+    pub fn kms(&self) -> Arc<dyn KmsClient> {
+        Arc::clone(&self.kms)
+    }
+
+    /// The TLS identity for mTLS between workloads of the policy.
+    pub fn tls_identity(&self) -> anyhow::Result<Identity> {
+        Ok(Identity::from_attested(&self.attested)?)
     }
 }
 
@@ -73,25 +197,61 @@ pub fn cas_client(url: &str, cert: &std::path::Path) -> anyhow::Result<CasClient
     Ok(CasClient::new(url, fingerprint_of_pem(&pem)?)?)
 }
 
-/// The CAS KMS for an attested workload: its certificate is the mTLS identity.
-pub fn cas_kms(cas: &CasClient, attested: &Attested) -> anyhow::Result<Arc<dyn KmsClient>> {
-    let kms = CasKms::new(cas.with_identity(attested)?).context("starting the CAS KMS client")?;
-    Ok(Arc::new(kms))
+/// Loads an ed25519 key file as written by `cipherlake policy keygen`.
+pub fn load_key(file: &std::path::Path) -> anyhow::Result<OwnerSigningKey> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(file)
+            .with_context(|| format!("reading the key {}", file.display()))?,
+    );
+    OwnerSigningKey::from_file_text(&text).with_context(|| format!("the key {}", file.display()))
 }
 
-/// The KMS for encrypted Parquet.
+/// The KMS for encrypted Parquet, for commands acting as a person (never attested).
 #[derive(Debug, Clone, clap::Args)]
 pub struct KmsArgs {
     /// The KMS: local:FILE (a parquet-java style master key list, ID:BASE64 entries) or
-    /// cas:URL (the CAS KMS: this process first attests as --policy/--service and the CAS
-    /// wraps and unwraps keys for it; master keys never leave the CAS).
+    /// cas:URL (the CAS KMS: master keys never leave the CAS; each call is signed with the key
+    /// of --user, a user of --policy, and allowed by that user's grants).
     #[arg(long, env = "CIPHERLAKE_KMS", value_name = "SPEC")]
     pub kms: Option<String>,
     /// The CAS certificate to pin, for --kms cas:URL.
     #[arg(long = "cas-cert", value_name = "FILE", env = "CIPHERLAKE_CAS_CERT")]
     pub cas_cert: Option<PathBuf>,
     #[command(flatten)]
-    pub workload: WorkloadArgs,
+    pub user: UserArgs,
+}
+
+/// A user of a policy: who signs CAS requests.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct UserArgs {
+    /// The policy whose user this is (with --kms cas:URL).
+    #[arg(long, value_name = "NAME", env = "CIPHERLAKE_POLICY")]
+    pub policy: Option<String>,
+    /// The user of the policy (its `users:` entry) signing the CAS requests.
+    #[arg(long, value_name = "NAME", env = "CIPHERLAKE_USER")]
+    pub user: Option<String>,
+    /// The user's private key file (from `cipherlake policy keygen`).
+    #[arg(long = "key", value_name = "FILE", env = "CIPHERLAKE_USER_KEY")]
+    pub key: Option<PathBuf>,
+}
+
+impl UserArgs {
+    /// The credential these options name.
+    pub fn credential(&self) -> anyhow::Result<Credential> {
+        let policy = self
+            .policy
+            .as_deref()
+            .context("--kms cas:URL acts as a user of a policy: give --policy NAME")?;
+        let user = self
+            .user
+            .as_deref()
+            .context("--kms cas:URL acts as a user of the policy: give --user NAME --key FILE")?;
+        let key = self
+            .key
+            .as_deref()
+            .context("--user needs --key FILE, the user's private key")?;
+        Ok(Credential::user(policy, user, load_key(key)?))
+    }
 }
 
 /// An opened KMS selection.
@@ -99,40 +259,47 @@ pub struct KmsArgs {
 pub struct OpenedKms {
     /// The KMS for encrypted Parquet.
     pub kms: Option<Arc<dyn KmsClient>>,
-    /// With `cas:`, the CAS client presenting this workload's certificate (for the CAS-held
-    /// column master keys of SQL databases).
-    pub cas_identity: Option<CasClient>,
+    /// With `cas:`, the CAS client signing as the user (for the CAS-held column master keys of
+    /// SQL databases).
+    pub cas_user: Option<CasClient>,
 }
 
 impl KmsArgs {
-    /// Opens the selected KMS, if any; `cas:` attests this process first.
+    /// Opens the selected KMS, if any.
     pub async fn open(&self) -> anyhow::Result<Option<Arc<dyn KmsClient>>> {
-        Ok(self.open_with_identity().await?.kms)
+        Ok(self.open_with_user()?.kms)
     }
 
-    /// As [`KmsArgs::open`], also keeping the attested CAS identity.
-    pub async fn open_with_identity(&self) -> anyhow::Result<OpenedKms> {
+    /// As [`KmsArgs::open`], also keeping the user's CAS client.
+    pub fn open_with_user(&self) -> anyhow::Result<OpenedKms> {
         let Some(spec) = &self.kms else {
             return Ok(OpenedKms::default());
         };
         match spec.parse::<KmsSpec>()? {
             KmsSpec::Cas(url) => {
-                let cert = self
-                    .cas_cert
-                    .as_deref()
-                    .context("--kms cas:URL needs --cas-cert FILE (the CAS's tls-cert.pem)")?;
-                let cas = cas_client(&url, cert)?;
-                let attested = self.workload.attest(&cas, None).await?;
+                // Two clients: the KMS calls from a runtime of its own (see AttestedWorkload).
+                let kms_client = self.cas(&url)?.with_credential(self.user.credential()?);
+                let kms: Arc<dyn KmsClient> =
+                    Arc::new(CasKms::new(kms_client).context("starting the CAS KMS client")?);
                 Ok(OpenedKms {
-                    kms: Some(cas_kms(&cas, &attested)?),
-                    cas_identity: Some(cas.with_identity(&attested)?),
+                    kms: Some(kms),
+                    cas_user: Some(self.cas(&url)?.with_credential(self.user.credential()?)),
                 })
             }
             local => Ok(OpenedKms {
                 kms: Some(local.open()?),
-                cas_identity: None,
+                cas_user: None,
             }),
         }
+    }
+
+    /// The CAS client for `url`, pinned with --cas-cert.
+    pub fn cas(&self, url: &str) -> anyhow::Result<CasClient> {
+        let cert = self
+            .cas_cert
+            .as_deref()
+            .context("--kms cas:URL needs --cas-cert FILE (the CAS's tls-cert.pem)")?;
+        cas_client(url, cert)
     }
 
     /// Opens the selected KMS; fails when none is selected.

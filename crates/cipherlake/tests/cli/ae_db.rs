@@ -254,39 +254,23 @@ fn column_master_key_held_by_the_cas() {
         &format!(
             "apiVersion: cipherlake/v1\nname: hr\npredecessor: null\nowners: [{owner}]\n\
              attestation:\n  tees: [sim]\n\
-             services:\n  custodian:\n    measurements: [sha384:{m}]\n\
-             \x20   env:\n      CMK_PUBLIC: \"{{{{ secret.hrcmk.public | base64 }}}}\"\n\
-             \x20   kms_keys: [hrcmk]\n\
-             \x20 driver:\n    measurements: [sha384:{m}]\n    jobs: [sha256:{job_hash}]\n\
+             services:\n\
+             \x20 driver:\n    operation: run\n    measurements: [sha384:{m}]\n    jobs: [sha256:{job_hash}]\n\
              \x20   env:\n      DATABASE_HR: \"{db}\"\n\
-             \x20   kms_keys: [hrcmk]\n    console: full\n\
+             \x20   kms_keys: {{ hrcmk: [unwrap] }}\n    console: full\n\
+             \x20   databases:\n      hr: {{ trusted_key_paths: [\"cas:hrcmk\"] }}\n\
+             users:\n  custodian:\n    key: {custodian}\n    kms_keys: {{ hrcmk: [unwrap, wrap] }}\n\
              secrets:\n  hrcmk: {{ kind: rsa-2048, generate: true }}\n",
             owner = bed.owner,
+            custodian = bed.custodian,
             m = bed.measurement,
             job_hash = super::run::sha256_hex(job.as_bytes()),
         ),
     );
+    let [user_flag, user, key_flag, key] = bed.as_custodian();
     let cas = [
-        "--cas",
-        &bed.url,
-        "--policy",
-        "hr",
-        "--service",
-        "custodian",
+        "--cas", &bed.url, "--policy", "hr", user_flag, user, key_flag, key,
     ];
-    let attested = bed_ok(&bed, &[&["attest"][..], &cas].concat());
-    let public = attested
-        .lines()
-        .find_map(|l| l.strip_prefix("env CMK_PUBLIC="))
-        .expect("the public key is released");
-    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
-    for chunk in public.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(chunk).unwrap());
-        pem.push('\n');
-    }
-    pem.push_str("-----END PUBLIC KEY-----\n");
-    let public_file = bed.dir.path().join("cmk-public.pem");
-    std::fs::write(&public_file, pem).unwrap();
 
     let with_db = |args: &[&str]| {
         let mut full = args.to_vec();
@@ -302,16 +286,7 @@ fn column_master_key_held_by_the_cas() {
         "--key-path",
         "cas:hrcmk",
     ]);
-    with_db(&[
-        "ae",
-        "create-cek",
-        "--name",
-        "CasCEK",
-        "--cmk",
-        "CasCMK",
-        "--cmk-public-key",
-        path(&public_file),
-    ]);
+    with_db(&["ae", "create-cek", "--name", "CasCEK", "--cmk", "CasCMK"]);
     with_db(&["ae", "sample", "contoso", "--rows", "12", "--cek", "CasCEK"]);
     let shown = ok_db(&db, &["ae", "show"]);
     assert!(
@@ -349,7 +324,7 @@ fn column_master_key_held_by_the_cas() {
         ],
     );
     assert!(ran.starts_with("SSN,Department\n100-00-0007,"), "{ran}");
-    // So does ad-hoc SQL attested as the custodian (--kms cas: brings the CAS key store).
+    // So does ad-hoc SQL by the custodian, a user (--kms cas: brings the CAS key store).
     let adhoc = bed_ok(
         &bed,
         &[
@@ -362,15 +337,16 @@ fn column_master_key_held_by_the_cas() {
             &format!("cas:{}", bed.url),
             "--policy",
             "hr",
-            "--service",
-            "custodian",
+            user_flag,
+            user,
+            key_flag,
+            key,
             "SELECT count(*) AS n FROM hr.\"Employees\"",
         ],
     );
     assert_eq!(adhoc, "n\n12\n");
 
-    // The CAS unwraps the CEK (after re-signing to verify its value) for the attested
-    // custodian, who decrypts the columns back to plaintext.
+    // The CAS unwraps the CEK (after re-signing to verify its value) for the custodian user, who decrypts the columns back to plaintext.
     let done = with_db(&[
         "ae",
         "decrypt-columns",

@@ -49,14 +49,15 @@ fn an_attested_job_uses_azure_storage_with_a_sas_token_from_the_policy() {
             "apiVersion: cipherlake/v1\nname: lake\npredecessor: null\nowners: [{owner}]\n\
              attestation:\n  tees: [sim]\n\
              services:\n\
-             \x20 driver:\n    measurements: [sha384:{m}]\n    jobs: [sha256:{job_hash}]\n\
+             \x20 driver:\n    operation: run\n    measurements: [sha384:{m}]\n    jobs: [sha256:{job_hash}]\n\
              \x20   env:\n{azure_env}\
-             \x20   kms_keys: [data-key, results-key]\n    console: row-counts\n\
-             \x20 custodian:\n    measurements: [sha384:{m}]\n    kms_keys: [results-key]\n\
+             \x20   kms_keys: {{ data-key: [unwrap, wrap], results-key: [wrap] }}\n    console: row-counts\n\
+             users:\n  custodian:\n    key: {custodian}\n    kms_keys: {{ results-key: [unwrap] }}\n\
              secrets:\n  sas: {{ kind: ascii, value: \"{sas}\" }}\n\
              \x20 data-key: {{ kind: aes-256, generate: true }}\n\
              \x20 results-key: {{ kind: aes-256, generate: true }}\n",
             owner = bed.owner,
+            custodian = bed.custodian,
             m = bed.measurement,
             job_hash = sha256_hex(job.as_bytes()),
         ),
@@ -101,8 +102,10 @@ fn an_attested_job_uses_azure_storage_with_a_sas_token_from_the_policy() {
             &format!("cas:{}", bed.url),
             "--policy",
             "lake",
-            "--service",
+            "--user",
             "custodian",
+            "--key",
+            path(&bed.custodian_key),
             &format!("SELECT total, n FROM '{prefix}/out/total.parquet'"),
         ])
         .env("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1")

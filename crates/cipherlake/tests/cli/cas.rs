@@ -9,11 +9,16 @@ use super::support::{cipherlake, fails, ok};
 use super::testbed::{Testbed, path};
 
 fn policy(owner: &str, measurement: &str, with_sim: bool) -> String {
-    let tees = if with_sim { "[sim]" } else { "[sgx]" };
+    // A debug service (sim only): `cipherlake attest` may print its released values.
+    let (tees, debug) = if with_sim {
+        ("[sim]", "    debug: true\n")
+    } else {
+        ("[sgx]", "")
+    };
     format!(
         "apiVersion: cipherlake/v1\nname: demo\npredecessor: null\nowners: [{owner}]\n\
          attestation:\n  tees: {tees}\n\
-         services:\n  driver:\n    measurements: [sha384:{measurement}]\n\
+         services:\n  driver:\n    operation: worker\n{debug}    measurements: [sha384:{measurement}]\n\
          \x20   env:\n      GREETING: \"hello from {{{{ policy.name }}}}\"\n      TOKEN: \"{{{{ secret.token }}}}\"\n\
          secrets:\n  token: {{ kind: ascii, value: \"canary-7f3a\" }}\n"
     )
@@ -114,9 +119,22 @@ fn apply_attest_and_verify_the_audit_log() {
         path(&cert),
         "--audit-key",
         path(&data.join("audit-public-key")),
+        "--policy",
+        "demo",
+        "--key",
+        path(&owner_key),
     ]);
     assert!(!audit.is_empty());
-    let log = ok(&["audit", "show", "--cas", &url, "--cas-cert", path(&cert)]);
+    let log = ok(&[
+        "audit",
+        "show",
+        "--cas",
+        &url,
+        "--cas-cert",
+        path(&cert),
+        "--token-file",
+        path(&data.join("operator.token")),
+    ]);
     assert!(
         !log.contains("canary-7f3a"),
         "secret values never reach the audit log"
@@ -207,7 +225,7 @@ fn json_logs_carry_decisions_but_never_the_released_secret() {
     assert!(
         records
             .iter()
-            .any(|r| field(r, "route").as_deref() == Some("/v1/attest")
+            .any(|r| field(r, "route").as_deref() == Some("/v1/attest/probe")
                 && r["fields"]["status"] == 200),
         "a request record: {stderr}"
     );
@@ -248,6 +266,8 @@ fn cas_verify_checks_the_cas_before_trusting_it() {
         &services.url,
         "--cas-cert",
         path(&pinned),
+        "--token-file",
+        path(&services.data.join("operator.token")),
     ]);
 
     std::fs::remove_file(&pinned).unwrap();

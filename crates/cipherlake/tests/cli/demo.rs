@@ -36,6 +36,8 @@ fn the_demo_matches_a_plaintext_run_and_reuses_its_state() {
         "Phases",
         "taxi-demo/driver",
         "taxi-demo/ingest",
+        "taxi-demo/user:custodian",
+        "Who read the audit log",
         "results-key",
         "statement 3: 1 row(s)",
         "cipherlake audit verify --file",
@@ -89,9 +91,11 @@ fn the_demo_matches_a_plaintext_run_and_reuses_its_state() {
     let report = ok(&distributed);
     assert!(report.contains("on 2 workers"), "{report}");
     assert!(
-        report.lines().any(|l| l.contains("taxi-demo/worker")
-            && l.contains("taxi-footer")
-            && l.contains("unwrap")),
+        report
+            .lines()
+            .any(|l| l.contains("taxi-demo/service:worker")
+                && l.contains("taxi-footer")
+                && l.contains("unwrap")),
         "the workers unwrapped the trips' keys:\n{report}"
     );
     assert_eq!(borough_results(&report), expected);

@@ -48,11 +48,11 @@ fn policy(bed: &Testbed, worker_measurement: &str) -> String {
         "apiVersion: cipherlake/v1\nname: fleet\npredecessor: null\nowners: [{owner}]\n\
          attestation:\n  tees: [sim]\n\
          services:\n\
-         \x20 ingest:\n    measurements: [sha384:{m}]\n    kms_keys: [data-key]\n\
-         \x20 driver:\n    measurements: [sha384:{m}]\n    jobs: [sha256:{job}, sha256:{heavy}]\n\
+         \x20 ingest:\n    operation: encrypt\n    measurements: [sha384:{m}]\n    kms_keys: {{ data-key: [wrap] }}\n\
+         \x20 driver:\n    operation: run\n    measurements: [sha384:{m}]\n    jobs: [sha256:{job}, sha256:{heavy}]\n\
          \x20   env:\n      TRIPS: \"{trips}\"\n      PEOPLE: \"{people}\"\n      VENDOR: \"{{{{ secret.vendor }}}}\"\n\
-         \x20   kms_keys: [data-key]\n    console: full\n\
-         \x20 worker:\n    measurements: [sha384:{worker_measurement}]\n    kms_keys: [data-key]\n\
+         \x20   kms_keys: {{ data-key: [unwrap] }}\n    console: full\n\
+         \x20 worker:\n    operation: worker\n    measurements: [sha384:{worker_measurement}]\n    kms_keys: {{ data-key: [unwrap] }}\n\
          secrets:\n  vendor: {{ kind: ascii, value: \"{SECRET}\" }}\n\
          \x20 data-key: {{ kind: aes-256, generate: true }}\n",
         owner = bed.owner,
@@ -243,7 +243,9 @@ fn workers_run_jobs_like_one_process_and_fail_cleanly() {
     let audit = bed.audit_log();
     let worker_unwraps = audit
         .lines()
-        .filter(|l| l.contains("\"service\":\"worker\"") && l.contains("\"op\":\"unwrap\""))
+        .filter(|l| {
+            l.contains("\"principal\":\"service:worker\"") && l.contains("\"op\":\"unwrap\"")
+        })
         .count();
     assert!(
         worker_unwraps > 0,

@@ -22,15 +22,16 @@ fn policy(bed: &Testbed, job_sha256: &str, tees: &str, predecessor: &str) -> Str
         "apiVersion: cipherlake/v1\nname: pipeline\npredecessor: {predecessor}\nowners: [{owner}]\n\
          attestation:\n  tees: [{tees}]\n\
          services:\n\
-         \x20 ingest:\n    measurements: [sha384:{m}]\n    kms_keys: [data-key]\n\
-         \x20 driver:\n    measurements: [sha384:{m}]\n    jobs: [sha256:{job_sha256}]\n\
+         \x20 ingest:\n    operation: encrypt\n    measurements: [sha384:{m}]\n    kms_keys: {{ data-key: [wrap] }}\n\
+         \x20 driver:\n    operation: run\n    measurements: [sha384:{m}]\n    jobs: [sha256:{job_sha256}]\n\
          \x20   env:\n      DATA: \"{data}\"\n      OUT: \"{out}\"\n      TOKEN: \"{{{{ secret.token }}}}\"\n\
-         \x20   kms_keys: [data-key, results-key]\n    console: row-counts\n\
-         \x20 custodian:\n    measurements: [sha384:{m}]\n    kms_keys: [results-key]\n\
+         \x20   kms_keys: {{ data-key: [unwrap], results-key: [wrap] }}\n    console: row-counts\n\
+         users:\n  custodian:\n    key: {custodian}\n    kms_keys: {{ results-key: [unwrap] }}\n\
          secrets:\n  token: {{ kind: ascii, value: \"{SECRET}\" }}\n\
          \x20 data-key: {{ kind: aes-256, generate: true }}\n\
          \x20 results-key: {{ kind: aes-256, generate: true }}\n",
         owner = bed.owner,
+        custodian = bed.custodian,
         m = bed.measurement,
         data = d.join("data").display(),
         out = d.join("out").display(),
@@ -146,9 +147,9 @@ fn an_attested_job_reads_and_writes_encrypted_data_and_leaks_nothing() {
         assert!(leaks.is_empty(), "{canary} leaked: {leaks:#?}");
     }
 
-    // Decrypting the job's result as a service of the policy, through the CAS KMS.
+    // Decrypting the job's result as a person: a user of the policy, through the CAS KMS.
     let results = d.join("out/doubled.parquet");
-    let decrypt_as = |service: &str, out: &Path| {
+    let decrypt_as = |user: &str, key: &Path, out: &Path| {
         run(
             &bed,
             &[
@@ -158,8 +159,10 @@ fn an_attested_job_reads_and_writes_encrypted_data_and_leaks_nothing() {
                 &kms,
                 "--policy",
                 "pipeline",
-                "--service",
-                service,
+                "--user",
+                user,
+                "--key",
+                path(key),
                 "--in",
                 path(&results),
                 "--out",
@@ -168,18 +171,18 @@ fn an_attested_job_reads_and_writes_encrypted_data_and_leaks_nothing() {
         )
     };
 
-    // The ingest service is not granted the results key: the CAS KMS refuses, and says so.
-    let (success, _, stderr) = decrypt_as("ingest", &d.join("stolen.parquet"));
+    // The owner's key is not the custodian's: the CAS refuses the signature, and says so.
+    let (success, _, stderr) = decrypt_as("custodian", &bed.owner_key, &d.join("stolen.parquet"));
     assert!(!success);
     assert!(
-        stderr.contains("results-key") && stderr.contains("denied"),
+        stderr.contains("results-key") && stderr.contains("does not verify"),
         "{stderr}"
     );
     assert!(!d.join("stolen.parquet").exists());
 
     // The custodian decrypts the results: the job's numbers.
     let clear = d.join("clear.parquet");
-    let (success, _, stderr) = decrypt_as("custodian", &clear);
+    let (success, _, stderr) = decrypt_as("custodian", &bed.custodian_key, &clear);
     assert!(success, "{stderr}");
     let rows = ok(&[
         "sql",

@@ -75,6 +75,10 @@ pub struct Testbed {
     pub owner_key: PathBuf,
     /// The owner's public key (`ed25519:HEX`).
     pub owner: String,
+    /// The custodian user's private key file (a user of the test policies).
+    pub custodian_key: PathBuf,
+    /// The custodian user's public key.
+    pub custodian: String,
     /// The sim measurement of the binary under test, hex.
     pub measurement: String,
     cas: Background,
@@ -153,6 +157,10 @@ impl Testbed {
         let owner = ok(&["policy", "keygen", "--out", path(&owner_key)])
             .trim()
             .to_string();
+        let custodian_key = d.join("custodian.key");
+        let custodian = ok(&["policy", "keygen", "--out", path(&custodian_key)])
+            .trim()
+            .to_string();
         let measurement = hex::encode(Sha384::digest(
             std::fs::read(env!("CARGO_BIN_EXE_cipherlake")).unwrap(),
         ));
@@ -165,6 +173,8 @@ impl Testbed {
             platform,
             owner_key,
             owner,
+            custodian_key,
+            custodian,
             measurement,
             cas,
             _las: las,
@@ -215,7 +225,7 @@ impl Testbed {
         command
     }
 
-    /// The audit log as text (`audit show`).
+    /// The audit log as text (`audit show`, as the operator).
     pub fn audit_log(&self) -> String {
         ok(&[
             "audit",
@@ -224,6 +234,13 @@ impl Testbed {
             &self.url,
             "--cas-cert",
             path(&self.cert),
+            "--token-file",
+            path(&self.data.join("operator.token")),
         ])
+    }
+
+    /// `--user custodian --key FILE`: the custodian user's arguments.
+    pub fn as_custodian(&self) -> [&str; 4] {
+        ["--user", "custodian", "--key", path(&self.custodian_key)]
     }
 }

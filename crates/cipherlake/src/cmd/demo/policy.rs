@@ -9,6 +9,8 @@ use crate::cmd::generated_policy::{self, Applied};
 
 /// The policy name.
 pub const NAME: &str = "taxi-demo";
+/// The policy's user who reads the results and the audit log.
+pub const CUSTODIAN: &str = "custodian";
 /// The policy template (`@NAME@` placeholders).
 const TEMPLATE: &str = include_str!("policy.yaml");
 
@@ -24,6 +26,8 @@ pub struct Inputs<'a> {
     pub zones: &'a Path,
     /// The results directory.
     pub results: &'a Path,
+    /// The custodian's public key (a user of the policy).
+    pub custodian: &'a str,
 }
 
 fn fill(owner: &str, predecessor: &str, inputs: &Inputs<'_>) -> String {
@@ -32,6 +36,7 @@ fn fill(owner: &str, predecessor: &str, inputs: &Inputs<'_>) -> String {
         .replace("@OWNER@", owner)
         .replace("@MEASUREMENT@", inputs.measurement)
         .replace("@JOB@", inputs.job)
+        .replace("@CUSTODIAN@", inputs.custodian)
         .replace("@TAXI@", &inputs.taxi.display().to_string())
         .replace("@ZONES@", &inputs.zones.display().to_string())
         .replace("@RESULTS@", &inputs.results.display().to_string())

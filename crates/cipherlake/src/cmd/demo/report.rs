@@ -13,8 +13,8 @@ use cipherlake_engine::output::{OutputFormat, write_batches};
 use cipherlake_engine::script::query;
 use cipherlake_engine::session::{SessionOptions, new_session};
 
-use super::policy::NAME;
-use crate::cmd::workload::{WorkloadArgs, cas_kms};
+use super::policy::{CUSTODIAN, NAME};
+use cipherlake_engine::encryption::CasKms;
 
 /// The result files the job writes, with the query that shows them.
 const RESULTS: [(&str, &str); 2] = [
@@ -56,6 +56,8 @@ pub struct Report {
     pub audit_since: u64,
     attestations: Vec<String>,
     releases: BTreeMap<(String, String), BTreeMap<String, u64>>,
+    refusals: Vec<String>,
+    audit_readers: Vec<String>,
 }
 
 impl Report {
@@ -72,6 +74,8 @@ impl Report {
             audit_since: 0,
             attestations: Vec::new(),
             releases: BTreeMap::new(),
+            refusals: Vec::new(),
+            audit_readers: Vec::new(),
         }
     }
 
@@ -94,10 +98,11 @@ impl Report {
             let text = |key: &str| event[key].as_str().unwrap_or("-").to_string();
             match event["event"].as_str() {
                 Some("attestation-allowed") => self.attestations.push(format!(
-                    "#{} {}/{}: tee {}, measurement {}…, job {}",
+                    "#{} {}/{} ({}): tee {}, measurement {}…, job {}",
                     entry.seq,
                     text("policy"),
                     text("service"),
+                    text("operation"),
                     text("tee"),
                     text("measurement").chars().take(16).collect::<String>(),
                     text("job")
@@ -105,10 +110,29 @@ impl Report {
                 Some("kms") if event["allowed"] == true => {
                     *self
                         .releases
-                        .entry((text("service"), text("key")))
+                        .entry((text("principal"), text("key")))
                         .or_default()
                         .entry(text("op"))
                         .or_default() += 1;
+                }
+                Some("kms") => self.refusals.push(format!(
+                    "#{} {} {} {}: {}",
+                    entry.seq,
+                    text("principal"),
+                    text("op"),
+                    text("key"),
+                    text("reason")
+                )),
+                Some("attestation-denied") => self.refusals.push(format!(
+                    "#{} attestation as {}/{}: {}",
+                    entry.seq,
+                    text("policy"),
+                    text("service"),
+                    event["reasons"]
+                )),
+                Some("audit-read") => {
+                    self.audit_readers
+                        .push(format!("#{} {}", entry.seq, text("reader")))
                 }
                 _ => {}
             }
@@ -140,10 +164,22 @@ impl Report {
             "  attestation + key release of the job: {:.0} ms",
             self.attestation.as_secs_f64() * 1e3
         );
-        println!("\nKeys used through the CAS KMS (master keys never left the CAS):");
-        for ((service, key), ops) in &self.releases {
+        println!(
+            "\nWho used which key through the CAS KMS (services attested, users signed; master keys never left the CAS):"
+        );
+        for ((principal, key), ops) in &self.releases {
             let ops: Vec<String> = ops.iter().map(|(op, n)| format!("{op} ×{n}")).collect();
-            println!("  {NAME}/{service:<10} {key:<14} {}", ops.join(", "));
+            println!("  {NAME}/{principal:<18} {key:<14} {}", ops.join(", "));
+        }
+        if !self.refusals.is_empty() {
+            println!("\nRefused (from the audit log):");
+            for line in &self.refusals {
+                println!("  {line}");
+            }
+        }
+        println!("\nWho read the audit log:");
+        for line in &self.audit_readers {
+            println!("  {line}");
         }
         println!("\nWhat the job printed (policy console setting: row-counts):");
         for line in self.console.lines() {
@@ -162,16 +198,18 @@ impl Report {
         println!(
             "  export CIPHERLAKE_CAS_CERT={w}/cas/tls-cert.pem CIPHERLAKE_LAS_SOCKET={w}/las.sock"
         );
-        println!("  # decrypt the results as the custodian (attests as {NAME}/custodian):");
         println!(
-            "  cipherlake parquet decrypt --kms cas:https://127.0.0.1:8443 --policy {NAME} --service custodian --in {w}/results --out {w}/results-plain"
+            "  # decrypt the results as the custodian (a user of {NAME}: signs with its key, no attestation):"
+        );
+        println!(
+            "  cipherlake parquet decrypt --kms cas:https://127.0.0.1:8443 --policy {NAME} --user {CUSTODIAN} --key {w}/custodian.key --in {w}/results --out {w}/results-plain"
         );
         println!("  # verify the audit log, exported or live:");
         println!(
             "  cipherlake audit verify --file {w}/audit-log.json --audit-key {w}/cas/audit-public-key"
         );
         println!(
-            "  cipherlake audit verify --cas https://127.0.0.1:8443 --cas-cert {w}/cas/tls-cert.pem --audit-key {w}/cas/audit-public-key"
+            "  cipherlake audit verify --cas https://127.0.0.1:8443 --cas-cert {w}/cas/tls-cert.pem --audit-key {w}/cas/audit-public-key --policy {NAME} --user {CUSTODIAN} --key {w}/custodian.key --save-head {w}/audit-head.json"
         );
     }
 }
@@ -180,15 +218,12 @@ fn body(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-/// Attests as the custodian and reads the result files through the CAS KMS.
-pub async fn read_results(
-    cas: &CasClient,
-    custodian: &WorkloadArgs,
-    results: &Path,
-) -> anyhow::Result<String> {
-    let attested = custodian.attest(cas, None).await?;
+/// Reads the result files through the CAS KMS as `custodian`, a CAS client (for the KMS
+/// alone) signing as the policy's custodian user.
+pub async fn read_results(custodian: CasClient, results: &Path) -> anyhow::Result<String> {
+    let kms = CasKms::new(custodian).context("starting the CAS KMS client")?;
     let ctx = new_session(&SessionOptions {
-        kms: Some(cas_kms(cas, &attested)?),
+        kms: Some(std::sync::Arc::new(kms)),
         ..SessionOptions::default()
     });
     let mut out = Vec::new();

@@ -23,6 +23,7 @@ pub struct Services {
     pub las_socket: PathBuf,
     /// The CAS audit public key.
     pub audit_key: [u8; 32],
+    operator_token: zeroize::Zeroizing<String>,
     platform: PlatformPublicKey,
     server: ServerHandle,
     las: tokio::task::JoinHandle<()>,
@@ -84,11 +85,25 @@ impl Services {
             url,
             las_socket,
             audit_key: server.audit_public_key,
+            operator_token: zeroize::Zeroizing::new(token.trim().to_string()),
             platform,
             server,
             las,
             runtime,
         })
+    }
+
+    /// A new client of the demo's CAS (its own connection pool).
+    pub fn new_client(&self) -> anyhow::Result<CasClient> {
+        Ok(CasClient::new(
+            &self.url,
+            cipherlake_cas::client::fingerprint(&self.server.tls_cert_der),
+        )?)
+    }
+
+    /// The audit log, read as the operator.
+    pub async fn audit_as_operator(&self) -> anyhow::Result<cipherlake_cas::audit::Export> {
+        Ok(self.cas.audit_as_operator(&self.operator_token).await?)
     }
 
     /// This executable's measurement as the LAS sees it (SHA-384 of the file): read from a
