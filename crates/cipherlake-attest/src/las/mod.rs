@@ -5,15 +5,25 @@
 //! signs a [`crate::sim`] report with its platform key, so the workload cannot choose its own
 //! measurement.
 //!
+//! The LAS measures the caller twice: when it accepts the connection and again right before it
+//! signs, and refuses if the executable behind the pid changed in between (device, inode or
+//! hash), which catches a caller that execs another program after connecting. The socket is
+//! created with mode 0660, optionally owned by a chosen group, before it starts listening.
+//!
 //! Simulation mode has no memory protection: a local attacker who can ptrace or replace the
-//! workload (same user, or root) can use its reports. The LAS defends against workloads
-//! claiming another program's measurement, not against the host.
+//! workload (same user, or root) can use its reports, and a process that execs a trusted
+//! program before the LAS accepts, keeping the socket in a forked child, is not caught. The LAS
+//! defends against workloads claiming another program's measurement, not against the host; see
+//! the threat model in `docs/policy.md`.
 
 mod client;
 mod key;
 mod measure;
 pub mod protocol;
+#[cfg(test)]
+mod tests;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +35,17 @@ pub use key::{init_key, load_key};
 pub use measure::hash_file;
 
 use crate::sim::PlatformKey;
-use measure::Measurer;
+use measure::{Executable, Measurer};
 use protocol::{Reply, Request};
 
 /// How long a client has to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Mode of the LAS socket: its owner and its group may connect, nobody else.
+pub const SOCKET_MODE: u32 = 0o660;
+
+/// Connections the socket queues before the LAS accepts them.
+const BACKLOG: i32 = 1024;
 
 /// Errors of the LAS, its key files and its client.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +91,10 @@ struct State {
     key: PlatformKey,
     svn: u32,
     measurer: Measurer,
+    /// Test seam: called with the peer's pid after the measurement at accept, before the
+    /// request is read.
+    #[cfg(test)]
+    after_accept: Option<Box<dyn Fn(i32) + Send + Sync>>,
 }
 
 impl Las {
@@ -83,18 +103,31 @@ impl Las {
         Self::bind(platform_key, socket_path)?.run().await
     }
 
-    /// Binds the socket. A stale socket file left by a stopped LAS is replaced; a live one is
-    /// an error. Must be called within a tokio runtime.
+    /// Binds the socket with mode 0660 in the LAS's own group; see
+    /// [`bind_with_group`](Las::bind_with_group).
     pub fn bind(platform_key: PlatformKey, socket_path: &Path) -> Result<Self, LasError> {
+        Self::bind_with_group(platform_key, socket_path, None)
+    }
+
+    /// Binds the socket, sets its mode to [`SOCKET_MODE`] (0660, whatever the umask) and, with
+    /// `group`, gives it to that group, all before it listens, so no one else can connect in
+    /// between. A stale socket file left by a stopped LAS is replaced; a live one is an error.
+    /// Must be called within a tokio runtime.
+    pub fn bind_with_group(
+        platform_key: PlatformKey,
+        socket_path: &Path,
+        group: Option<u32>,
+    ) -> Result<Self, LasError> {
         remove_stale_socket(socket_path)?;
-        let listener = UnixListener::bind(socket_path)
-            .map_err(LasError::io(format!("binding {}", socket_path.display())))?;
+        let listener = bind_socket(socket_path, group)?;
         Ok(Las {
             listener,
             state: Arc::new(State {
                 key: platform_key,
                 svn: 0,
                 measurer: Measurer::default(),
+                #[cfg(test)]
+                after_accept: None,
             }),
         })
     }
@@ -146,6 +179,15 @@ impl State {
             .map_err(|e| format!("cannot identify the peer: {e}"))?
             .pid()
             .ok_or("the peer's pid is unknown")?;
+        let at_accept = self
+            .measurer
+            .measure(pid)
+            .await
+            .map_err(|e| format!("cannot measure process {pid}: {e}"))?;
+        #[cfg(test)]
+        if let Some(hook) = &self.after_accept {
+            hook(pid);
+        }
         let frame = tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame(stream))
             .await
             .map_err(|_| "timed out waiting for the request".to_string())?
@@ -156,15 +198,80 @@ impl State {
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or("report_data must be 128 hex digits (64 bytes)")?;
-        let measurement = self
+        let before_signing = self
             .measurer
             .measure(pid)
             .await
-            .map_err(|e| format!("cannot measure process {pid}: {e}"))?;
-        Ok(self
-            .key
-            .sign_report(measurement, report_data, self.svn, crate::time::now_unix()))
+            .map_err(|e| format!("cannot measure process {pid} before signing: {e}"))?;
+        same_executable(&at_accept, &before_signing)
+            .map_err(|reason| format!("process {pid}: {reason}"))?;
+        Ok(self.key.sign_report(
+            before_signing.hash,
+            report_data,
+            self.svn,
+            crate::time::now_unix(),
+        ))
     }
+}
+
+/// Checks that the caller's executable measured at accept is the one measured before signing:
+/// the same file (device and inode) with the same content (hash).
+fn same_executable(at_accept: &Executable, before_signing: &Executable) -> Result<(), String> {
+    if (at_accept.dev, at_accept.ino) != (before_signing.dev, before_signing.ino) {
+        return Err(format!(
+            "the caller's executable changed between accept and signing (exec after connect?): \
+             device {} inode {} at accept, device {} inode {} before signing",
+            at_accept.dev, at_accept.ino, before_signing.dev, before_signing.ino
+        ));
+    }
+    if at_accept.hash != before_signing.hash {
+        return Err(
+            "the caller's executable changed between accept and signing (its content was \
+             rewritten)"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// Creates the listening socket: bind, chown to `group`, chmod [`SOCKET_MODE`], then listen.
+/// Until `listen`, connecting fails, so the socket is never reachable with other permissions.
+fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, LasError> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let context = || format!("binding {}", path.display());
+    let address = SockAddr::unix(path).map_err(LasError::io(context()))?;
+    // socket2 creates the socket close-on-exec.
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(LasError::io(context()))?;
+    socket.bind(&address).map_err(LasError::io(context()))?;
+    let prepared = (|| {
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(path, None, Some(gid)).map_err(|source| LasError::Io {
+                context: format!(
+                    "giving {} to group {gid} (the LAS must run as root or as a member of \
+                     the group)",
+                    path.display()
+                ),
+                source,
+            })?;
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE)).map_err(
+            LasError::io(format!(
+                "setting mode {SOCKET_MODE:o} on {}",
+                path.display()
+            )),
+        )?;
+        socket
+            .listen(BACKLOG)
+            .and_then(|()| socket.set_nonblocking(true))
+            .map_err(LasError::io(format!("listening on {}", path.display())))?;
+        UnixListener::from_std(std::os::unix::net::UnixListener::from(socket))
+            .map_err(LasError::io(format!("listening on {}", path.display())))
+    })();
+    if prepared.is_err() {
+        // Leave no half-configured socket file behind.
+        let _ = std::fs::remove_file(path);
+    }
+    prepared
 }
 
 fn remove_stale_socket(path: &Path) -> Result<(), LasError> {

@@ -7,6 +7,16 @@ use cipherlake_attest::attester::DEFAULT_LAS_SOCKET;
 use cipherlake_attest::las::{Las, init_key, load_key};
 
 /// Serve sim reports to local workloads, measuring each caller's executable.
+///
+/// A local process connects to the Unix socket and asks for a report binding 64 bytes of report
+/// data. The LAS identifies the caller by SO_PEERCRED, hashes its executable (`/proc/PID/exe`,
+/// SHA-384) when it accepts the connection and again before signing, and refuses if the
+/// executable changed in between (an exec after connecting).
+///
+/// The socket is created with mode 0660 whatever the umask, before it accepts connections:
+/// only the LAS's user and the socket's group can ask for reports, each for its own executable.
+/// Give it the workloads' group with --group. Simulation mode has no memory protection; see the
+/// threat model in docs/policy.md.
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
@@ -18,6 +28,11 @@ pub struct Args {
     /// Unix socket to serve on.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_LAS_SOCKET)]
     socket: PathBuf,
+    /// Group that may use the socket: a group name or a numeric GID (used as is). The socket
+    /// (mode 0660) is given to this group; without --group it stays in the LAS's own group.
+    /// The LAS must run as root or as a member of the group.
+    #[arg(long, value_name = "NAME|GID")]
+    group: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -39,6 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         None => {
+            let group = args.group.as_deref().map(resolve_group).transpose()?;
             let key_file = args
                 .platform_key
                 .context("--platform-key FILE is required to serve (create one with `cipherlake las init-key FILE`)")?;
@@ -48,8 +64,99 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 args.socket.display(),
                 key.public_key()
             );
-            Las::serve(key, &args.socket).await?;
+            Las::bind_with_group(key, &args.socket, group)?
+                .run()
+                .await?;
             Ok(())
         }
+    }
+}
+
+/// The GID of `group`: a number is taken as the GID, anything else is looked up as a group name
+/// in the system's group database.
+fn resolve_group(group: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let name = std::ffi::CString::new(group)
+        .map_err(|_| anyhow::anyhow!("--group {group:?}: a group name cannot contain NUL"))?;
+    let mut buf = vec![0 as libc::c_char; 1024];
+    loop {
+        // SAFETY: an all-zero `group` is a valid value of this plain C struct (null pointers,
+        // zero ids); getgrnam_r only writes it on success.
+        let mut entry: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: `name` is NUL-terminated; `entry`, `buf` (with its true length) and `found`
+        // are valid for writes for the duration of the call, which is reentrant.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut entry,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 {
+            anyhow::bail!(
+                "--group {group}: looking up the group failed: {}",
+                std::io::Error::from_raw_os_error(rc)
+            );
+        }
+        if found.is_null() {
+            anyhow::bail!(
+                "--group {group}: unknown group (no group of that name in the group database; \
+                 give an existing group name or a numeric GID)"
+            );
+        }
+        return Ok(entry.gr_gid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    enum Cli {
+        Las(super::Args),
+    }
+
+    fn parse(args: &[&str]) -> super::Args {
+        let Cli::Las(args) =
+            Cli::try_parse_from(["cipherlake", "las"].iter().chain(args)).expect("parses");
+        args
+    }
+
+    /// An unknown group is refused with its name before anything is read or bound.
+    #[tokio::test]
+    async fn unknown_group_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("las.sock");
+        let args = parse(&[
+            "--group",
+            "no-such-group-cipherlake",
+            "--platform-key",
+            "/nonexistent/platform.key",
+            "--socket",
+            socket.to_str().expect("utf-8"),
+        ]);
+        let error = format!("{:#}", super::run(args).await.expect_err("refused"));
+        assert!(
+            error.contains("--group no-such-group-cipherlake: unknown group"),
+            "{error}"
+        );
+        assert!(!socket.exists());
+    }
+
+    #[test]
+    fn groups_resolve_by_name_or_number() {
+        assert_eq!(super::resolve_group("root").expect("root group"), 0);
+        assert_eq!(super::resolve_group("4242").expect("numeric"), 4242);
+        assert!(super::resolve_group("bad\0name").is_err());
     }
 }
