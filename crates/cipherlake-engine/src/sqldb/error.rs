@@ -3,6 +3,16 @@
 
 use datafusion::error::DataFusionError;
 
+use super::pinning::PolicyViolation;
+
+fn join(violations: &[PolicyViolation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// An error reading or writing a SQL database, or managing its Always Encrypted keys.
 #[derive(Debug, thiserror::Error)]
 pub enum SqlDbError {
@@ -49,6 +59,15 @@ pub enum SqlDbError {
         name: String,
         /// What is wrong.
         reason: String,
+    },
+    /// The database's key catalog breaks the job's [`DatabasePolicy`](super::DatabasePolicy):
+    /// refused before any key is unwrapped or any row read or written.
+    #[error("database {database}: {}", join(violations))]
+    Policy {
+        /// The database (schema) name.
+        database: String,
+        /// Every violation found.
+        violations: Vec<PolicyViolation>,
     },
     /// Any other invalid request.
     #[error("{0}")]

@@ -8,6 +8,9 @@
 //! - [`provider`]: the DataFusion table provider: decrypting scans with projection pushdown
 //!   and equality filters on deterministic columns pushed down as ciphertext, and
 //!   transactional, encrypting inserts;
+//! - [`pinning`]: the job's policy for a database's catalog (trusted column master key
+//!   paths, columns that must be encrypted, whether local keys may be used), checked before
+//!   any key is unwrapped or row read;
 //! - [`custodian`]: the custodian's operations (create keys, encrypt or decrypt existing
 //!   columns, show the catalog);
 //! - [`sample`]: the ContosoHR-like sample table;
@@ -18,6 +21,7 @@ pub mod conn;
 pub mod custodian;
 pub mod error;
 pub mod keystore;
+pub mod pinning;
 pub mod provider;
 pub mod sample;
 mod schema;
@@ -26,5 +30,6 @@ mod values;
 
 pub use error::SqlDbError;
 pub use keystore::{CasKeyStore, ColumnMasterKeyStore, KeyStores, LocalKeyStore};
-pub use provider::{DatabaseSpec, register_database};
+pub use pinning::{DatabasePolicy, PolicyViolation, RequiredColumn};
+pub use provider::{DatabaseSpec, register_database, register_database_with_policy};
 pub use url::DbUrl;

@@ -34,6 +34,7 @@ use super::catalog;
 use super::conn::{Backend, Conn, Row, Value};
 use super::error::SqlDbError;
 use super::keystore::KeyStores;
+use super::pinning::DatabasePolicy;
 use super::schema::{Column, ColumnKind, PlainType, TableDef, describe, list_tables, quote};
 use super::url::DbUrl;
 use super::values::{
@@ -74,13 +75,27 @@ impl FromStr for DatabaseSpec {
 }
 
 /// Registers every user table of the database as `spec.name.TABLE` in `ctx`'s default
-/// catalog. The column encryption keys that encrypted columns use are unwrapped here, once
-/// for the job, through `stores` (a CEK value with a bad signature is refused here). Returns
-/// the table names.
+/// catalog, trusting its key catalog as it is ([`DatabasePolicy::unrestricted`]): for
+/// databases the caller controls. See [`register_database_with_policy`].
 pub async fn register_database(
     ctx: &SessionContext,
     spec: &DatabaseSpec,
     stores: &KeyStores,
+) -> Result<Vec<String>, SqlDbError> {
+    register_database_with_policy(ctx, spec, stores, &DatabasePolicy::unrestricted()).await
+}
+
+/// Registers every user table of the database as `spec.name.TABLE` in `ctx`'s default
+/// catalog. The key catalog is checked against `policy` first (trusted column master key
+/// paths, local keys, required encrypted columns: a violation is [`SqlDbError::Policy`],
+/// before any key is unwrapped or row read). The column encryption keys that encrypted columns
+/// use are then unwrapped, once for the job, through `stores` (a CEK value with a bad
+/// signature is refused here). Nothing is registered on error. Returns the table names.
+pub async fn register_database_with_policy(
+    ctx: &SessionContext,
+    spec: &DatabaseSpec,
+    stores: &KeyStores,
+    policy: &DatabasePolicy,
 ) -> Result<Vec<String>, SqlDbError> {
     if let DbUrl::Sqlite(path) = &spec.url
         && !path.is_file()
@@ -92,18 +107,21 @@ pub async fn register_database(
     }
     let conn = Conn::open(&spec.url).await?;
     let catalog = catalog::load(&conn).await?;
+    policy.check_catalog(&spec.name, &catalog)?;
     let keyring = catalog.keyring(stores).await?;
+    let tables = list_tables(&conn).await?;
+    let mut defs = Vec::with_capacity(tables.len());
+    for table in &tables {
+        defs.push(describe(&conn, table, &catalog, &keyring).await?);
+    }
+    policy.check_tables(&spec.name, &defs)?;
     let default_catalog = ctx.state().config_options().catalog.default_catalog.clone();
     let target = ctx
         .catalog(&default_catalog)
         .ok_or_else(|| SqlDbError::Invalid(format!("no catalog {default_catalog}")))?;
     let schema = Arc::new(MemorySchemaProvider::new());
-    target
-        .register_schema(&spec.name, schema.clone())
-        .map_err(|e| SqlDbError::Invalid(format!("schema {}: {e}", spec.name)))?;
-    let tables = list_tables(&conn).await?;
-    for table in &tables {
-        let def = describe(&conn, table, &catalog, &keyring).await?;
+    for def in defs {
+        let table = def.name.clone();
         let provider = SqlTable::new(spec.url.clone(), def);
         datafusion::catalog::SchemaProvider::register_table(
             schema.as_ref(),
@@ -112,6 +130,9 @@ pub async fn register_database(
         )
         .map_err(|e| SqlDbError::Invalid(format!("table {}.{table}: {e}", spec.name)))?;
     }
+    target
+        .register_schema(&spec.name, schema)
+        .map_err(|e| SqlDbError::Invalid(format!("schema {}: {e}", spec.name)))?;
     Ok(tables)
 }
 

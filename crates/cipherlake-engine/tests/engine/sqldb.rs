@@ -1,6 +1,7 @@
 //! SQL database tables with Always Encrypted columns, on SQLite and on the PostgreSQL server
 //! that scripts/test starts (CIPHERLAKE_TEST_POSTGRES_URL): round trips for every column mode,
-//! ciphertext pushdown, attacks on cells and keys, and transactional writes.
+//! ciphertext pushdown, attacks on cells and keys, and transactional writes, and the policy
+//! that pins the untrusted key catalog (trusted key paths, required encrypted columns).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,8 +14,12 @@ use cipherlake_engine::sqldb::custodian::{
     ColumnRequest, create_cek, create_cmk, decrypt_columns, encrypt_columns,
 };
 use cipherlake_engine::sqldb::keystore::LOCAL_PROVIDER;
+use cipherlake_engine::sqldb::pinning::Usage;
 use cipherlake_engine::sqldb::sample::create_contoso;
-use cipherlake_engine::sqldb::{DatabaseSpec, DbUrl, KeyStores, register_database};
+use cipherlake_engine::sqldb::{
+    DatabasePolicy, DatabaseSpec, DbUrl, KeyStores, PolicyViolation, RequiredColumn, SqlDbError,
+    register_database, register_database_with_policy,
+};
 use datafusion::prelude::SessionContext;
 
 /// The PostgreSQL superuser URL; a test that needs it fails loudly without it.
@@ -97,6 +102,24 @@ impl TestDb {
             .await
             .map_err(|e| e.to_string())?;
         Ok(ctx)
+    }
+
+    /// Registers the database as `db` under `policy`; on error, checks that no schema was
+    /// registered.
+    async fn session_with(&self, policy: &DatabasePolicy) -> Result<SessionContext, SqlDbError> {
+        let ctx = SessionContext::new();
+        let spec = DatabaseSpec {
+            name: "db".into(),
+            url: self.url.clone(),
+        };
+        match register_database_with_policy(&ctx, &spec, &KeyStores::default(), policy).await {
+            Ok(_) => Ok(ctx),
+            Err(e) => {
+                let registered = ctx.catalog("datafusion").unwrap().schema("db").is_some();
+                assert!(!registered, "{}: schema registered despite {e}", self.label);
+                Err(e)
+            }
+        }
     }
 
     async fn exec(&self, sql: &str) {
@@ -666,5 +689,280 @@ async fn floats_money_guids_and_date_times_round_trip() {
         );
         assert!(!e.contains("not a time"), "{e}");
         assert_eq!(count(&ctx, "SELECT count(*) FROM db.m").await, 1);
+    }
+}
+
+/// The violations of a [`SqlDbError::Policy`] error of database `db`.
+fn refusal(
+    result: Result<SessionContext, SqlDbError>,
+    label: &str,
+) -> (Vec<PolicyViolation>, String) {
+    match result {
+        Err(e @ SqlDbError::Policy { .. }) => {
+            let message = e.to_string();
+            let SqlDbError::Policy {
+                database,
+                violations,
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(database, "db", "{label}");
+            assert!(message.starts_with("database db: "), "{label}: {message}");
+            (violations, message)
+        }
+        Err(e) => panic!("{label}: expected a policy violation, got {e}"),
+        Ok(_) => panic!("{label}: expected a policy violation, the database was registered"),
+    }
+}
+
+fn required(table: &str, column: &str, cek: Option<&str>) -> RequiredColumn {
+    RequiredColumn {
+        table: table.into(),
+        column: column.into(),
+        cek: cek.map(Into::into),
+    }
+}
+
+/// The contoso sample (SSN deterministic and Salary randomized, both under CEK `cek` of the
+/// local CMK `cmk` at [`cmk_pem`]) and the policy that pins exactly that.
+async fn pinned_contoso(db: &TestDb) -> DatabasePolicy {
+    db.keys().await;
+    create_contoso(&db.url, &KeyStores::default(), "cek", 50)
+        .await
+        .unwrap();
+    DatabasePolicy::pinned(
+        vec![cmk_pem()],
+        vec![
+            required("Employees", "SSN", Some("cek")),
+            required("Employees", "Salary", None),
+        ],
+        true,
+    )
+}
+
+#[tokio::test]
+async fn pinned_catalog_with_the_trusted_key_path_reads_decrypted_values() {
+    for db in TestDb::both("pin_ok").await {
+        let policy = pinned_contoso(&db).await;
+        let ctx = db.session_with(&policy).await.unwrap();
+        let found = text(
+            &ctx,
+            "SELECT \"SSN\" FROM db.\"Employees\" WHERE \"EmployeeID\" = 43",
+        )
+        .await;
+        assert!(found.contains("| 100-00-0294 |"), "{}: {found}", db.label);
+        // `local:PATH` spells the same key path.
+        let local = DatabasePolicy::pinned(
+            vec!["cas:other".into(), format!("local:{}", cmk_pem())],
+            policy.required_columns.clone(),
+            true,
+        );
+        db.session_with(&local).await.unwrap();
+        // A database without encrypted columns needs no trusted key: the strictest policy
+        // (the default) registers its plaintext tables.
+        db.exec("DELETE FROM cipherlake_encrypted_columns").await;
+        db.exec("DROP TABLE \"Employees\"").await;
+        db.exec("CREATE TABLE plain (id integer, note text)").await;
+        db.exec("INSERT INTO plain VALUES (1, 'x')").await;
+        let ctx = db.session_with(&DatabasePolicy::default()).await.unwrap();
+        assert_eq!(count(&ctx, "SELECT count(*) FROM db.plain").await, 1);
+    }
+}
+
+#[tokio::test]
+async fn pinned_catalog_refuses_a_required_column_whose_encryption_row_was_dropped() {
+    for db in TestDb::both("pin_dropped").await {
+        let policy = pinned_contoso(&db).await;
+        db.exec("DELETE FROM cipherlake_encrypted_columns WHERE column_name = 'SSN'")
+            .await;
+        // Unrestricted, the job would see (and write) the column as plain bytes.
+        let ctx = db
+            .session_with(&DatabasePolicy::unrestricted())
+            .await
+            .unwrap();
+        let schema = ctx
+            .table("db.\"Employees\"")
+            .await
+            .unwrap()
+            .schema()
+            .clone();
+        assert_eq!(
+            schema.field_with_name(None, "SSN").unwrap().data_type(),
+            &arrow::datatypes::DataType::Binary
+        );
+
+        let (violations, message) = refusal(db.session_with(&policy).await, db.label);
+        assert_eq!(
+            violations,
+            vec![PolicyViolation::NotEncrypted {
+                column: "Employees.SSN".into(),
+                cek: Some("cek".into()),
+            }],
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            message,
+            "database db: the policy requires Employees.SSN to be encrypted (with cek), but the \
+             catalog does not mark it encrypted"
+        );
+
+        // Encrypted, but with another CEK than the policy's.
+        db.exec("INSERT INTO cipherlake_encrypted_columns VALUES ('Employees', 'SSN', 'cek2', 'deterministic', 'char(11)')")
+            .await;
+        let (violations, message) = refusal(db.session_with(&policy).await, db.label);
+        assert_eq!(
+            violations,
+            vec![PolicyViolation::WrongCek {
+                column: "Employees.SSN".into(),
+                required: "cek".into(),
+                actual: "cek2".into(),
+            }],
+            "{}: {message}",
+            db.label
+        );
+
+        // A catalog row for a column the table does not have does not satisfy the policy.
+        db.exec("UPDATE cipherlake_encrypted_columns SET column_encryption_key = 'cek' WHERE column_name = 'SSN'")
+            .await;
+        db.exec("INSERT INTO cipherlake_encrypted_columns VALUES ('Employees', 'Ghost', 'cek', 'randomized', 'int')")
+            .await;
+        let mut ghost = policy.clone();
+        ghost
+            .required_columns
+            .push(required("Employees", "Ghost", None));
+        let (violations, message) = refusal(db.session_with(&ghost).await, db.label);
+        assert_eq!(violations.len(), 1, "{}: {message}", db.label);
+        assert!(
+            message.ends_with(
+                "the policy requires Employees.Ghost to be encrypted, but table Employees has no \
+                 column Ghost"
+            ),
+            "{}: {message}",
+            db.label
+        );
+        db.session_with(&policy).await.expect("restored");
+    }
+}
+
+#[tokio::test]
+async fn pinned_catalog_refuses_a_cmk_pointed_at_an_untrusted_pem() {
+    for db in TestDb::both("pin_evil").await {
+        let policy = pinned_contoso(&db).await;
+        // The attacker's own key (a PEM file they hold: here a copy at another path), a CMK
+        // and CEK under it, and the SSN column moved to that CEK.
+        let dir = tempfile::tempdir().unwrap();
+        let evil = dir.path().join("evil.pem").display().to_string();
+        std::fs::copy(cmk_pem(), &evil).unwrap();
+        let conn = db.conn().await;
+        let stores = KeyStores::default();
+        create_cmk(&conn, &stores, "evil", LOCAL_PROVIDER, &evil)
+            .await
+            .unwrap();
+        create_cek(&conn, &stores, "evilcek", "evil").await.unwrap();
+        db.exec("UPDATE cipherlake_encrypted_columns SET column_encryption_key = 'evilcek' WHERE column_name = 'Salary'")
+            .await;
+        // Unrestricted, the catalog is taken as it is.
+        db.session_with(&DatabasePolicy::unrestricted())
+            .await
+            .expect("unrestricted: today's behaviour");
+
+        let (violations, message) = refusal(db.session_with(&policy).await, db.label);
+        assert_eq!(
+            violations,
+            vec![PolicyViolation::UntrustedKeyPath {
+                usage: Usage {
+                    cmk: "evil".into(),
+                    key_path: evil.clone(),
+                    cek: "evilcek".into(),
+                    column: "Employees.Salary".into(),
+                },
+                trusted: vec![cmk_pem()],
+            }],
+            "{}: {message}",
+            db.label
+        );
+        assert_eq!(
+            message,
+            format!(
+                "database db: column master key evil has key path {evil}, which the policy does \
+                 not trust (trusted: {}); it wraps CEK evilcek of Employees.Salary",
+                cmk_pem()
+            )
+        );
+
+        // A second value of the trusted CEK, wrapped by the attacker's CMK, is refused too:
+        // unwrapping must not pick it.
+        db.exec("UPDATE cipherlake_encrypted_columns SET column_encryption_key = 'cek' WHERE column_name = 'Salary'")
+            .await;
+        db.session_with(&policy).await.expect("restored");
+        db.exec(
+            "INSERT INTO cipherlake_column_encryption_keys SELECT 'cek', column_master_key, \
+             encrypted_value, encryption_algorithm FROM cipherlake_column_encryption_keys \
+             WHERE name = 'evilcek'",
+        )
+        .await;
+        let (violations, message) = refusal(db.session_with(&policy).await, db.label);
+        assert!(
+            matches!(
+                violations.as_slice(),
+                [PolicyViolation::UntrustedKeyPath { usage, .. }]
+                    if usage.cmk == "evil" && usage.cek == "cek"
+            ),
+            "{}: {message}",
+            db.label
+        );
+
+        // An attested job whose policy trusts no key path refuses every encrypted column.
+        let none = DatabasePolicy::pinned(vec![], vec![], true);
+        let (violations, message) = refusal(db.session_with(&none).await, db.label);
+        assert!(
+            violations.iter().all(|v| matches!(
+                v,
+                PolicyViolation::UntrustedKeyPath { trusted, .. } if trusted.is_empty()
+            )) && violations.len() == 2,
+            "{}: {message}",
+            db.label
+        );
+        assert!(message.contains("(trusted: none)"), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn pinned_catalog_refuses_local_keys_unless_allowed() {
+    for db in TestDb::both("pin_local").await {
+        let mut policy = pinned_contoso(&db).await;
+        policy.allow_local_keys = false;
+        let (violations, message) = refusal(db.session_with(&policy).await, db.label);
+        assert!(
+            matches!(
+                violations.as_slice(),
+                [PolicyViolation::LocalKey(usage)]
+                    if usage.cmk == "cmk" && usage.key_path == cmk_pem() && usage.cek == "cek"
+            ),
+            "{}: {message}",
+            db.label
+        );
+        assert!(
+            message.starts_with(&format!(
+                "database db: column master key cmk is in the local key store (key path {}), \
+                 which the policy does not allow (local_keys: false); it wraps CEK cek of \
+                 Employees.",
+                cmk_pem()
+            )),
+            "{message}"
+        );
+        // The default policy refuses both the local store and the untrusted path.
+        let (violations, _) = refusal(db.session_with(&DatabasePolicy::default()).await, db.label);
+        assert!(matches!(
+            violations.as_slice(),
+            [
+                PolicyViolation::LocalKey(_),
+                PolicyViolation::UntrustedKeyPath { .. }
+            ]
+        ));
+        policy.allow_local_keys = true;
+        db.session_with(&policy).await.expect("local keys allowed");
     }
 }
