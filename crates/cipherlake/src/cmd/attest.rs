@@ -11,7 +11,7 @@ use cipherlake_cas::binding::job_hash;
 use cipherlake_cas::client::attester_evidence;
 
 use super::cas::CasConnection;
-use super::workload::{WorkloadArgs, attester};
+use super::workload::WorkloadArgs;
 
 /// Check admission as a service and show what it would receive.
 #[derive(clap::Args)]
@@ -34,7 +34,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let (policy, service) = args.workload.names()?;
-    let attester = attester(&args.workload.las_socket)?;
+    let attester = args.workload.evidence.attester()?;
     let (probe, config) = args
         .cas
         .client()?

@@ -3,15 +3,13 @@
 //! `operation: encrypt` service, whose grants only wrap. Either way the output stays encrypted
 //! and nothing here unwraps a key.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use cipherlake_attest::attester::DEFAULT_LAS_SOCKET;
 use cipherlake_crypto::key_material::KmsClient;
 use cipherlake_engine::encryption::KmsSpec;
 use cipherlake_policy::Operation;
 
-use super::workload::{KmsArgs, Performed, WorkloadArgs};
+use super::workload::{EvidenceArgs, KmsArgs, Performed, WorkloadArgs};
 
 /// The encrypt operation; constructed only here, by the writers of encrypted data.
 pub struct Encrypting(());
@@ -31,14 +29,8 @@ pub struct EncryptKmsArgs {
     /// grants) instead of signing as --user.
     #[arg(long, value_name = "SERVICE", conflicts_with = "user")]
     pub service: Option<String>,
-    /// The LAS socket, for --service (simulation mode).
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "CIPHERLAKE_LAS_SOCKET",
-        default_value = DEFAULT_LAS_SOCKET
-    )]
-    pub las_socket: PathBuf,
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
 }
 
 impl EncryptKmsArgs {
@@ -54,7 +46,7 @@ impl EncryptKmsArgs {
         let workload = WorkloadArgs {
             policy: self.kms.user.policy.clone(),
             service: Some(service.clone()),
-            las_socket: self.las_socket.clone(),
+            evidence: self.evidence.clone(),
         };
         let attested = workload
             .attest(&self.kms.cas(&url)?, &Encrypting(()))

@@ -17,7 +17,10 @@ use cipherlake_engine::job::{Console, Redactor, substitute};
 use cipherlake_engine::output::OutputFormat;
 use cipherlake_engine::script::run_script;
 use cipherlake_engine::session::SessionOptions;
-use cipherlake_engine::sqldb::{CasKeyStore, DatabaseSpec, KeyStores, register_database};
+use cipherlake_engine::sqldb::{
+    CasKeyStore, DatabasePolicy, DatabaseSpec, KeyStores, RequiredColumn,
+    register_database_with_policy,
+};
 use cipherlake_engine::stores::StoreConfig;
 use cipherlake_policy::Operation;
 use datafusion::prelude::SessionContext;
@@ -184,6 +187,26 @@ fn parse_worker(text: &str) -> anyhow::Result<url::Url> {
 /// schema `name` (its tables as `name.table`), with column master keys held by the CAS.
 const DATABASE_PREFIX: &str = "DATABASE_";
 
+/// What the policy lets a job trust of a database's Always Encrypted catalog: its `databases:`
+/// entry, or nothing (no key path trusted) for a database the policy does not list.
+fn database_policy(pin: Option<&cipherlake_policy::DatabasePin>) -> DatabasePolicy {
+    match pin {
+        None => DatabasePolicy::default(),
+        Some(pin) => DatabasePolicy::pinned(
+            pin.trusted_key_paths.clone(),
+            pin.columns
+                .iter()
+                .map(|c| RequiredColumn {
+                    table: c.table.clone(),
+                    column: c.column.clone(),
+                    cek: c.cek.clone(),
+                })
+                .collect(),
+            pin.local_keys,
+        ),
+    }
+}
+
 /// What a job run did, for reports.
 #[derive(Debug, Clone)]
 pub struct JobReport {
@@ -236,10 +259,12 @@ pub async fn run_job(
         let Some(name) = variable.strip_prefix(DATABASE_PREFIX) else {
             continue;
         };
-        let spec: DatabaseSpec = format!("{}={}", name.to_ascii_lowercase(), url.as_str())
+        let name = name.to_ascii_lowercase();
+        let spec: DatabaseSpec = format!("{name}={}", url.as_str())
             .parse()
             .map_err(|e| anyhow::anyhow!("{variable}: {}", redactor.redact(&format!("{e}"))))?;
-        register_database(&ctx, &spec, &key_stores)
+        let pin = database_policy(attested.config().databases.get(&name));
+        register_database_with_policy(&ctx, &spec, &key_stores, &pin)
             .await
             .map_err(|e| anyhow::anyhow!("{variable}: {}", redactor.redact(&format!("{e}"))))?;
     }

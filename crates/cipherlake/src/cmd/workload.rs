@@ -34,6 +34,13 @@ pub struct WorkloadArgs {
     /// The service of the policy to attest as (its operation must be this command's).
     #[arg(long, value_name = "SERVICE", env = "CIPHERLAKE_SERVICE")]
     pub service: Option<String>,
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
+}
+
+/// Where this process's evidence comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvidenceArgs {
     /// The LAS socket (simulation mode; configfs-tsm and Gramine are used first when present).
     #[arg(
         long,
@@ -42,6 +49,23 @@ pub struct WorkloadArgs {
         default_value = DEFAULT_LAS_SOCKET
     )]
     pub las_socket: PathBuf,
+}
+
+impl EvidenceArgs {
+    /// The LAS at `socket`.
+    pub fn las(socket: &std::path::Path) -> Self {
+        EvidenceArgs {
+            las_socket: socket.to_path_buf(),
+        }
+    }
+
+    /// The first attestation interface found: configfs-tsm, Gramine, or the LAS.
+    pub fn attester(&self) -> anyhow::Result<cipherlake_attest::attester::Attester> {
+        Ok(detect(&DetectConfig {
+            las_socket: self.las_socket.clone(),
+            ..DetectConfig::default()
+        })?)
+    }
 }
 
 mod sealed {
@@ -62,16 +86,6 @@ pub trait Performed: sealed::Sealed {
     fn job_hash(&self) -> Option<[u8; 32]> {
         None
     }
-}
-
-/// Where this process's evidence comes from: configfs-tsm, Gramine, or the LAS at `socket`.
-pub fn attester(
-    las_socket: &std::path::Path,
-) -> anyhow::Result<cipherlake_attest::attester::Attester> {
-    Ok(detect(&DetectConfig {
-        las_socket: las_socket.to_path_buf(),
-        ..DetectConfig::default()
-    })?)
 }
 
 impl WorkloadArgs {
@@ -96,7 +110,7 @@ impl WorkloadArgs {
         operation: &impl Performed,
     ) -> anyhow::Result<AttestedWorkload> {
         let (policy, service) = self.names()?;
-        let attester = attester(&self.las_socket)?;
+        let attester = self.evidence.attester()?;
         let op = operation.operation();
         let attested = cas
             .attest(

@@ -249,24 +249,27 @@ fn column_master_key_held_by_the_cas() {
     let job = "SELECT \"SSN\", \"Department\" FROM hr.\"Employees\" WHERE \"EmployeeID\" = 2";
     let job_file = bed.dir.path().join("job.sql");
     std::fs::write(&job_file, job).unwrap();
-    bed.apply(
-        "hr.yaml",
-        &format!(
-            "apiVersion: cipherlake/v1\nname: hr\npredecessor: null\nowners: [{owner}]\n\
+    let hr_policy = |predecessor: &str, pin: &str| {
+        format!(
+            "apiVersion: cipherlake/v1\nname: hr\npredecessor: {predecessor}\nowners: [{owner}]\n\
              attestation:\n  tees: [sim]\n\
              services:\n\
              \x20 driver:\n    operation: run\n    measurements: [sha384:{m}]\n    jobs: [sha256:{job_hash}]\n\
              \x20   env:\n      DATABASE_HR: \"{db}\"\n\
              \x20   kms_keys: {{ hrcmk: [unwrap] }}\n    console: full\n\
-             \x20   databases:\n      hr: {{ trusted_key_paths: [\"cas:hrcmk\"] }}\n\
+             \x20   databases:\n      hr: {pin}\n\
              users:\n  custodian:\n    key: {custodian}\n    kms_keys: {{ hrcmk: [unwrap, wrap] }}\n\
              secrets:\n  hrcmk: {{ kind: rsa-2048, generate: true }}\n",
             owner = bed.owner,
             custodian = bed.custodian,
             m = bed.measurement,
             job_hash = super::run::sha256_hex(job.as_bytes()),
-        ),
-    );
+        )
+    };
+    // The driver trusts the catalog's column master key only at the CAS key path, and the SSN
+    // column only encrypted with CasCEK.
+    let pinned = "{ trusted_key_paths: [\"cas:hrcmk\"], columns: [{ table: Employees, column: SSN, cek: CasCEK }] }";
+    let policy_file = bed.apply("hr.yaml", &hr_policy("null", pinned));
     let [user_flag, user, key_flag, key] = bed.as_custodian();
     let cas = [
         "--cas", &bed.url, "--policy", "hr", user_flag, user, key_flag, key,
@@ -324,6 +327,35 @@ fn column_master_key_held_by_the_cas() {
         ],
     );
     assert!(ran.starts_with("SSN,Department\n100-00-0007,"), "{ran}");
+    // A policy trusting another key path (as if the catalog had been re-pointed) stops the job
+    // before any row is read, naming the untrusted path.
+    let hash = super::support::ok(&["policy", "hash", path(&policy_file)]);
+    bed.apply(
+        "hr.yaml",
+        &hr_policy(hash.trim(), "{ trusted_key_paths: [\"cas:othercmk\"] }"),
+    );
+    let refused = bed
+        .command(&[
+            "run",
+            "--cas",
+            &bed.url,
+            "--policy",
+            "hr",
+            "--service",
+            "driver",
+            path(&job_file),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("DATABASE_HR")
+            && stderr.contains("key path")
+            && stderr.contains("does not trust"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains("100-00-"));
     // So does ad-hoc SQL by the custodian, a user (--kms cas: brings the CAS key store).
     let adhoc = bed_ok(
         &bed,

@@ -58,25 +58,9 @@ fn pipeline(bed: &Testbed) -> std::path::PathBuf {
             plain.display()
         ),
     ]);
-    let kms = kms(bed);
     let (success, _, stderr) = run(
         bed,
-        &[
-            "parquet",
-            "encrypt",
-            "--kms",
-            &kms,
-            "--policy",
-            "lake",
-            "--service",
-            "ingest",
-            "--footer-key",
-            "data-key",
-            "--in",
-            path(&plain),
-            "--out",
-            path(&d.join("data/trips.parquet")),
-        ],
+        &strs(&bed.encrypt_args("lake", "ingest", &plain, &d.join("data/trips.parquet"))),
     );
     assert!(success, "{stderr}");
     std::fs::remove_file(&plain).unwrap();
@@ -99,6 +83,11 @@ fn pipeline(bed: &Testbed) -> std::path::PathBuf {
         "{stdout}"
     );
     job
+}
+
+/// `&str`s of `args`.
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 fn kms(bed: &Testbed) -> String {
@@ -420,44 +409,24 @@ fn every_command_attests_only_as_the_operation_it_performs() {
     );
     refused(
         &bed,
-        &[
-            "parquet",
-            "encrypt",
-            "--kms",
-            &kms,
-            "--policy",
+        &strs(&bed.encrypt_args(
             "lake",
-            "--service",
             "worker",
-            "--footer-key",
-            "data-key",
-            "--in",
-            path(&d.join("out/results.parquet")),
-            "--out",
-            path(&d.join("again.parquet")),
-        ],
+            &d.join("out/results.parquet"),
+            &d.join("again.parquet"),
+        )),
         &["operation-mismatch"],
     );
     // The ingest service encrypts, but it cannot read what it encrypts (re-encrypting an
     // encrypted file needs unwrap).
     refused(
         &bed,
-        &[
-            "parquet",
-            "encrypt",
-            "--kms",
-            &kms,
-            "--policy",
+        &strs(&bed.encrypt_args(
             "lake",
-            "--service",
             "ingest",
-            "--footer-key",
-            "data-key",
-            "--in",
-            path(&d.join("data/trips.parquet")),
-            "--out",
-            path(&d.join("again.parquet")),
-        ],
+            &d.join("data/trips.parquet"),
+            &d.join("again.parquet"),
+        )),
         &["data-key"],
     );
     assert!(!d.join("again.parquet").exists());

@@ -99,22 +99,10 @@ fn an_attested_job_reads_and_writes_encrypted_data_and_leaks_nothing() {
     ]);
     let (success, _, stderr) = run(
         &bed,
-        &[
-            "parquet",
-            "encrypt",
-            "--kms",
-            &kms,
-            "--policy",
-            "pipeline",
-            "--service",
-            "ingest",
-            "--footer-key",
-            "data-key",
-            "--in",
-            path(&plain),
-            "--out",
-            path(&d.join("data/people.parquet")),
-        ],
+        &bed.encrypt_args("pipeline", "ingest", &plain, &d.join("data/people.parquet"))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
     );
     assert!(success, "{stderr}");
     std::fs::remove_file(&plain).unwrap();

@@ -239,6 +239,35 @@ impl Testbed {
         ])
     }
 
+    /// `parquet encrypt` of `input` into `output` under `data-key`, attested as the encrypt
+    /// service `service` of `policy`.
+    pub fn encrypt_args(
+        &self,
+        policy: &str,
+        service: &str,
+        input: &Path,
+        output: &Path,
+    ) -> Vec<String> {
+        [
+            "parquet",
+            "encrypt",
+            "--kms",
+            &format!("cas:{}", self.url),
+            "--policy",
+            policy,
+            "--service",
+            service,
+            "--footer-key",
+            "data-key",
+            "--in",
+            path(input),
+            "--out",
+            path(output),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
     /// `--user custodian --key FILE`: the custodian user's arguments.
     pub fn as_custodian(&self) -> [&str; 4] {
         ["--user", "custodian", "--key", path(&self.custodian_key)]

@@ -21,7 +21,7 @@ use super::count::parse_count;
 use super::encrypt::EncryptKmsArgs;
 use super::run::{DistributionArgs, run_job};
 use super::worker::{AttestedWorker, ServeArgs};
-use super::workload::{KmsArgs, UserArgs, WorkloadArgs};
+use super::workload::{EvidenceArgs, KmsArgs, UserArgs, WorkloadArgs};
 use cipherlake_cas::client::Credential;
 use report::{Phase, Report};
 use services::Services;
@@ -268,7 +268,7 @@ fn workload(services: &Services, service: &str) -> WorkloadArgs {
     WorkloadArgs {
         policy: Some(policy::NAME.to_string()),
         service: Some(service.to_string()),
-        las_socket: services.las_socket.clone(),
+        evidence: EvidenceArgs::las(&services.las_socket),
     }
 }
 
@@ -333,7 +333,7 @@ async fn ingest(
             },
         },
         service: Some("ingest".to_string()),
-        las_socket: services.las_socket.clone(),
+        evidence: EvidenceArgs::las(&services.las_socket),
     }
     .require("ingest")
     .await?;
