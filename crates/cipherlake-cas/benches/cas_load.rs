@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 
 use cipherlake_attest::las::{Las, hash_file};
 use cipherlake_attest::sim::PlatformKey;
-use cipherlake_cas::client::{Attested, CasClient, fingerprint, las_evidence};
+use cipherlake_cas::client::{Attested, CasClient, Credential, fingerprint, las_evidence};
 use cipherlake_cas::server;
 use cipherlake_cas::service::Config;
-use cipherlake_policy::Operation;
-use cipherlake_policy::{OwnerSigningKey, sign};
+use cipherlake_policy::{Operation, OwnerSigningKey, sign};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -45,7 +44,7 @@ fn report(what: &str, mut samples: Vec<Duration>) {
     );
 }
 
-fn policy(owner: &str, measurement: &str) -> String {
+fn policy(owner: &str, user: &str, measurement: &str) -> String {
     format!(
         r#"apiVersion: cipherlake/v1
 name: bench
@@ -61,6 +60,10 @@ services:
       DB_URL: "{{{{ secret.db_url }}}}"
       FOOTER_HEX: "{{{{ secret.footer | hex }}}}"
     kms_keys: {{ footer: [unwrap, wrap] }}
+users:
+  reader:
+    key: {user}
+    kms_keys: {{ footer: [unwrap] }}
 secrets:
   db_url: {{ kind: ascii, value: "postgres://bench:secret@db/taxi" }}
   footer: {{ kind: aes-256, generate: true }}
@@ -106,7 +109,12 @@ async fn run() {
     let measurement =
         hex::encode(hash_file(std::fs::File::open("/proc/self/exe").unwrap()).unwrap());
     let owner = OwnerSigningKey::generate().unwrap();
-    let text = policy(&owner.public_key().to_string(), &measurement);
+    let user = OwnerSigningKey::generate().unwrap();
+    let text = policy(
+        &owner.public_key().to_string(),
+        &user.public_key().to_string(),
+        &measurement,
+    );
     client
         .apply_policy("bench", &sign(&text, &owner).unwrap())
         .await
@@ -175,6 +183,20 @@ async fn run() {
         assert_eq!(*key, [7u8; 16]);
     }
     report("KMS unwrap (mTLS identity), sequential", unwraps);
+
+    // The same unwrap by a policy user: a nonce round trip and an ed25519 signature more.
+    let reader = client.with_credential(Credential::user("bench", "reader", user));
+    for _ in 0..20 {
+        reader.kms_unwrap("footer", &wrapped).await.unwrap();
+    }
+    let mut signed = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let key = reader.kms_unwrap("footer", &wrapped).await.unwrap();
+        signed.push(start.elapsed());
+        assert_eq!(*key, [7u8; 16]);
+    }
+    report("KMS unwrap (signed by a user), sequential", signed);
     server.shutdown().await;
 }
 
