@@ -2,8 +2,9 @@
 //! CAS's own TLS certificate, and verification of a presented workload certificate.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, CustomExtension,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
 };
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
@@ -13,6 +14,13 @@ use crate::material::{p256_key, rcgen_error};
 
 /// Prefix of workload identities: `spiffe://cipherlake/{policy}/{service}`.
 pub const SPIFFE_PREFIX: &str = "spiffe://cipherlake/";
+
+/// OID of the workload certificate extension that binds the released configuration: an OCTET
+/// STRING holding SHA-256 of the configuration's plaintext (the JSON the CAS sealed). A client
+/// refuses a configuration whose digest is not the one its certificate carries, so whoever
+/// relays the CAS's reply cannot swap the configuration (console, variables) under a genuine
+/// certificate. (An arc under cipherlake's private-use OID.)
+pub const RELEASE_DIGEST_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 59999, 7, 1];
 
 /// A new workload CA for `policy`: (certificate DER, private key PKCS#8 DER).
 pub fn new_policy_ca(policy: &str) -> Result<(Vec<u8>, Vec<u8>), CasError> {
@@ -61,16 +69,32 @@ pub struct Issued {
     pub not_after: u64,
 }
 
-/// Issues a certificate for the CSR's key naming `spiffe://cipherlake/{policy}/{service}`,
-/// valid `ttl_secs`, signed by the policy CA. Only the key is taken from the CSR.
+/// What a workload certificate names and binds.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The policy.
+    pub policy: &'a str,
+    /// The service.
+    pub service: &'a str,
+    /// SHA-256 of the released configuration's plaintext ([`RELEASE_DIGEST_OID`]).
+    pub release_digest: [u8; 32],
+}
+
+/// Issues a certificate for the CSR's key naming `spiffe://cipherlake/{policy}/{service}` and
+/// binding the release digest, valid `ttl_secs`, signed by the policy CA. Only the key is taken
+/// from the CSR.
 pub fn issue_workload(
     csr: &VerifiedCsr,
-    policy: &str,
-    service: &str,
+    subject: Subject<'_>,
     ca_cert_der: &[u8],
     ca_key_pkcs8: &[u8],
     ttl_secs: u64,
 ) -> Result<Issued, CasError> {
+    let Subject {
+        policy,
+        service,
+        release_digest,
+    } = subject;
     let ca_key = KeyPair::try_from(ca_key_pkcs8).map_err(rcgen_error)?;
     let issuer = Issuer::from_ca_cert_der(&ca_cert_der.into(), ca_key).map_err(rcgen_error)?;
     let mut params = CertificateParams::default();
@@ -85,6 +109,12 @@ pub fn issue_workload(
         ExtendedKeyUsagePurpose::ClientAuth,
         ExtendedKeyUsagePurpose::ServerAuth,
     ];
+    let mut digest = vec![0x04, 32];
+    digest.extend_from_slice(&release_digest);
+    params.custom_extensions = vec![CustomExtension::from_oid_content(
+        RELEASE_DIGEST_OID,
+        digest,
+    )];
     let serial = random::<16>()?;
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     let now = time::OffsetDateTime::now_utc();
@@ -158,6 +188,27 @@ pub fn workload_identity(leaf_der: &[u8]) -> Result<(String, String), CasError> 
     Err(CasError::Unauthorized(
         "the client certificate names no spiffe://cipherlake/ workload".into(),
     ))
+}
+
+/// The release digest a workload certificate binds ([`RELEASE_DIGEST_OID`]), if it has one.
+pub fn release_digest(leaf_der: &[u8]) -> Result<Option<[u8; 32]>, CasError> {
+    let (_, cert) = X509Certificate::from_der(leaf_der)
+        .map_err(|_| CasError::Http("the workload certificate does not parse".into()))?;
+    let oid = x509_parser::oid_registry::Oid::from(RELEASE_DIGEST_OID)
+        .map_err(|_| CasError::Crypto("release digest OID".into()))?;
+    for extension in cert.extensions() {
+        if extension.oid == oid {
+            return match extension.value {
+                [0x04, 32, digest @ ..] if digest.len() == 32 => {
+                    Ok(Some(digest.try_into().expect("32 bytes")))
+                }
+                _ => Err(CasError::Http(
+                    "the workload certificate's release digest is malformed".into(),
+                )),
+            };
+        }
+    }
+    Ok(None)
 }
 
 /// Checks that `leaf_der` was signed by the CA `ca_der` and is valid at `now`.

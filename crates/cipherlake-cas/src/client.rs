@@ -788,6 +788,7 @@ pub fn open_response(
     response: AttestResponse,
 ) -> Result<Attested, CasError> {
     let plaintext = keys.hpke.open(&response.config, policy, service)?;
+    check_release(keys, &response, &plaintext)?;
     let config: ReleasedConfig = serde_json::from_slice(&plaintext)
         .map_err(|_| CasError::Http("the sealed configuration is not valid JSON".into()))?;
     Ok(Attested {
@@ -800,6 +801,37 @@ pub fn open_response(
         policy_hash: response.policy_hash,
         config,
     })
+}
+
+/// The reply's certificate must be for this workload's key, issued by the reply's policy CA and
+/// bind exactly this configuration (its release digest): anyone can seal to the HPKE key, so
+/// a relay between the workload and the CAS could otherwise swap the configuration under a
+/// genuine certificate.
+fn check_release(
+    keys: &AttestKeys,
+    response: &AttestResponse,
+    plaintext: &[u8],
+) -> Result<(), CasError> {
+    let tampered = |what: &str| {
+        CasError::Http(format!(
+            "the CAS reply was tampered with on its way ({what}); is --cas-cert the CAS's certificate?"
+        ))
+    };
+    let leaf = first_pem_der(&response.certificate_chain_pem)?;
+    let ca = first_pem_der(&response.ca_pem)?;
+    let own = rcgen::PublicKeyData::subject_public_key_info(&keys.tls_key);
+    if crate::cas_evidence::certificate_spki(&leaf)? != own {
+        return Err(tampered("the certificate is not for this workload's key"));
+    }
+    crate::ca::verify_issued_by(&leaf, &ca, crate::service::now())
+        .map_err(|_| tampered("the certificate is not issued by the policy CA sent with it"))?;
+    let digest: [u8; 32] = Sha256::digest(plaintext).into();
+    match crate::ca::release_digest(&leaf)? {
+        Some(bound) if bool::from(bound.ct_eq(&digest)) => Ok(()),
+        _ => Err(tampered(
+            "the configuration is not the one the certificate binds",
+        )),
+    }
 }
 
 fn error_from_reply(status: StatusCode, bytes: &[u8]) -> CasError {

@@ -18,6 +18,7 @@ use cipherlake_policy::{
 };
 use rusqlite::Transaction;
 use serde_json::{Map, Value, json};
+use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -510,7 +511,10 @@ impl Cas {
                 .spec()
                 .attestation
                 .tees
-                .contains(&Named::Known(Tee::Sim));
+                .contains(&Named::Known(Tee::Sim))
+            // Values only to sim evidence: a policy listing sim beside a real TEE does not print
+            // what the real TEE receives.
+            && decoded.evidence.tee == Tee::Sim;
         let result = self.store.transaction(|tx| {
             let config = self.rendered_config(tx, &policy, &req.service)?;
             let summary = ConfigSummary::of(&config, grant_summary(&service.kms_keys));
@@ -719,10 +723,14 @@ impl Cas {
             let sealed = crate::seal::seal(&decoded.hpke_public_key, name, service, &plaintext)?;
             let (ca_der, ca_key) = store::policy_ca(tx, sealer, name)?
                 .ok_or_else(|| CasError::Crypto("policy without CA".into()))?;
+            let subject = ca::Subject {
+                policy: name,
+                service,
+                release_digest: sha2::Sha256::digest(&plaintext[..]).into(),
+            };
             let issued = ca::issue_workload(
                 &decoded.csr,
-                name,
-                service,
+                subject,
                 &ca_der,
                 &ca_key,
                 self.config.cert_ttl.as_secs(),

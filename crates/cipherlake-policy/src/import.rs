@@ -137,13 +137,16 @@ pub fn check_import<'a>(
     Ok(import)
 }
 
-/// Whether `export` pins `importer`: its hash is the pinned one, or one of the pinned keys owns
-/// it. An export pinning neither (refused by validation) pins nothing.
+/// Whether `export` pins `importer`: its hash is the pinned one, or every owner of it is a
+/// pinned key. Listing a pinned key beside one's own is not enough: public keys are public,
+/// so a squatter could name the victim's key as a co-owner. An export pinning neither (refused
+/// by validation) pins nothing.
 fn pins(export: &Export, importer: &Policy) -> bool {
     let by_hash = export.hash.is_some_and(|hash| hash == importer.hash());
-    let by_owner = export
-        .owners
-        .iter()
-        .any(|owner| importer.owners().contains(owner));
+    let by_owner = !export.owners.is_empty()
+        && importer
+            .owners()
+            .iter()
+            .all(|owner| export.owners.contains(owner));
     by_hash || by_owner
 }

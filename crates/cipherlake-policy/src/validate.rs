@@ -182,7 +182,7 @@ pub enum IssueKind {
     DebugWithoutSim,
     /// Two services the CAS cannot tell apart, with different grants.
     #[error(
-        "services {first:?} and {second:?} admit the same code and operation ({operation}){jobs}, but hold different grants or console settings; the CAS cannot tell them apart, so either could take both: give them one set of grants, or pin different code"
+        "services {first:?} and {second:?} admit the same code and operation ({operation}){jobs}, but receive different grants, console, configuration or database pins; the CAS cannot tell them apart, so either could take both: make them receive the same, or pin different code"
     )]
     IndistinguishableServices {
         /// One service.
@@ -315,7 +315,8 @@ impl Checker<'_> {
     }
 
     /// Services with the same operation whose code identities (and, for `run`, jobs) overlap
-    /// are one identity to the CAS: their grants must not differ.
+    /// are one identity to the CAS: whoever runs that code may attest as either, so they must
+    /// receive the same (grants, console, configuration, database pins, debug).
     fn indistinguishable_services(&mut self) {
         let services: Vec<_> = self.spec.services.iter().collect();
         for (i, (first, a)) in services.iter().enumerate() {
@@ -323,14 +324,23 @@ impl Checker<'_> {
                 let Some(operation) = a.operation().filter(|op| Some(*op) == b.operation()) else {
                     continue;
                 };
+                // As evaluation compares them: by bytes, and an empty list admits anything.
                 let overlap = |x: &[Digest], y: &[Digest]| {
-                    x.is_empty() && y.is_empty() || x.iter().any(|d| y.contains(d))
+                    x.is_empty()
+                        || y.is_empty()
+                        || x.iter().any(|d| y.iter().any(|e| e.bytes == d.bytes))
                 };
                 let same_code =
                     overlap(&a.measurements, &b.measurements) && overlap(&a.signers, &b.signers);
                 let same_jobs = operation != Operation::Run || overlap(&a.jobs, &b.jobs);
-                let same_grants = a.kms_keys == b.kms_keys && a.console == b.console;
-                if same_code && same_jobs && !same_grants {
+                let same_release = a.kms_keys == b.kms_keys
+                    && a.console == b.console
+                    && a.env == b.env
+                    && a.args == b.args
+                    && a.files == b.files
+                    && a.databases == b.databases
+                    && a.debug == b.debug;
+                if same_code && same_jobs && !same_release {
                     self.report(
                         FieldPath::root().key("services").key(second.to_string()),
                         IssueKind::IndistinguishableServices {

@@ -57,11 +57,14 @@ impl Cas {
         req: &OwnerReadRequest,
     ) -> Result<PolicyDocument, CasError> {
         let decoded = Decoded::parse(req)?;
-        let result = self.store.transaction(|tx| {
-            let fresh = match store::take_nonce(tx, &hex::encode(decoded.nonce))? {
+        // Spent in a transaction of its own: a refused read cannot retry the nonce.
+        let fresh = self.store.transaction(|tx| {
+            Ok(match store::take_nonce(tx, &hex::encode(decoded.nonce))? {
                 Some(expires) => expires >= now(),
                 None => false,
-            };
+            })
+        })?;
+        let result = self.store.transaction(|tx| {
             if !fresh {
                 return Err(CasError::Forbidden(
                     "the nonce was never issued, is already used or expired; get a fresh one"

@@ -92,11 +92,15 @@ impl Cas {
         signed: &SignedHeaders,
         target: Target<'_>,
     ) -> Result<SignedBy, CasError> {
-        let result = self.store.transaction(|tx| {
-            let fresh = match store::take_nonce(tx, &hex::encode(signed.nonce))? {
+        // The nonce is spent in a transaction of its own, so a refused signature cannot be
+        // tried again with it.
+        let fresh = self.store.transaction(|tx| {
+            Ok(match store::take_nonce(tx, &hex::encode(signed.nonce))? {
                 Some(expires) => expires >= now(),
                 None => false,
-            };
+            })
+        })?;
+        let result = self.store.transaction(|tx| {
             if !fresh {
                 return Err(CasError::Unauthorized(
                     "the request's nonce was never issued, is already used or expired; sign a fresh one"

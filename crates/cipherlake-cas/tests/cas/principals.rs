@@ -9,7 +9,7 @@ use cipherlake_cas::api::{
     SIGNED_NONCE, SIGNED_POLICY, SIGNED_SIGNATURE, SIGNED_SIGNER, UnwrapRequest, WrapRequest,
 };
 use cipherlake_cas::audit::{AuditError, verify_log, verify_since};
-use cipherlake_cas::client::{AttestKeys, Credential, decode_nonce, las_evidence};
+use cipherlake_cas::client::{AttestKeys, Credential, decode_nonce, las_evidence, open_response};
 use cipherlake_policy::{Intent, Operation, OwnerSigningKey, Signer, Target, sign_request};
 use reqwest::{Method, StatusCode};
 
@@ -446,4 +446,80 @@ async fn a_user_reads_the_policy_only_with_read_policy() {
         .client
         .with_credential(Credential::owner("p", copy(&env.owner)));
     owner.policy_document_signed("p").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_relay_cannot_swap_the_configuration_under_a_genuine_certificate() {
+    // Whoever sits between the workload and the CAS (a fake CAS whose certificate the engineer
+    // passes as --cas-cert) forwards the genuine request, then seals its own configuration
+    // (console: full, other variables) to the workload's HPKE key, which anyone can do.
+    let env = Env::start().await;
+    env.apply_standard("p").await;
+    let (keys, request) = env.request("p", "driver", Some(JOB)).await;
+    let genuine = env.client.attest_request(&request).await.unwrap();
+    let forged = cipherlake_cas::api::ReleasedConfig {
+        console: "full".into(),
+        ..Default::default()
+    };
+    let mut swapped = genuine.clone();
+    swapped.config = cipherlake_cas::seal::seal(
+        &keys.hpke_public_key(),
+        "p",
+        "driver",
+        &serde_json::to_vec(&forged).unwrap(),
+    )
+    .unwrap();
+    match open_response(&keys, "p", "driver", swapped) {
+        Err(CasError::Http(message)) => assert!(
+            message.contains("tampered") && message.contains("not the one the certificate binds"),
+            "{message}"
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A certificate for another key, or from a CA other than the one sent with it: refused.
+    let (_, other_request) = env.request("p", "driver", Some(JOB)).await;
+    let other = env.client.attest_request(&other_request).await.unwrap();
+    let mut foreign_leaf = genuine.clone();
+    foreign_leaf.certificate_chain_pem = other.certificate_chain_pem.clone();
+    assert!(open_response(&keys, "p", "driver", foreign_leaf).is_err());
+    env.apply_standard("q").await;
+    let mut foreign_ca = genuine.clone();
+    foreign_ca.ca_pem = env.client.policy("q").await.unwrap().ca_pem;
+    match open_response(&keys, "p", "driver", foreign_ca) {
+        Err(CasError::Http(message)) => assert!(message.contains("policy CA"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // The genuine reply opens.
+    let attested = open_response(&keys, "p", "driver", genuine).unwrap();
+    assert_eq!(attested.config.console, "none");
+}
+
+#[tokio::test]
+async fn a_refused_signature_spends_its_nonce() {
+    // Signed by a user the policy does not list yet: refused, and not usable once the policy
+    // lists it (the nonce was spent by the refusal).
+    let env = Env::start().await;
+    let hash = env.apply_standard("p").await;
+    let body = wrap_body("footer");
+    let headers = signed(&env, "/v1/kms/wrap", &body, "user:later").await;
+    let send = || {
+        env.client
+            .raw_with_headers(Method::POST, "/v1/kms/wrap", Some(body.clone()), &headers)
+    };
+    let (status, reply) = send().await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(String::from_utf8_lossy(&reply).contains("has no user"));
+    let text = env
+        .policy("p", "sim", &env.measurement, Some(&hash))
+        .replace(
+            "users:\n",
+            &format!(
+                "users:\n  later:\n    key: {}\n    kms_keys: {{ footer: [wrap] }}\n",
+                env.user.public_key()
+            ),
+        );
+    env.apply("p", &text).await.unwrap();
+    let (status, reply) = send().await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(String::from_utf8_lossy(&reply).contains("already used"));
 }

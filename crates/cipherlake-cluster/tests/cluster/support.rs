@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cipherlake_cas::ca::{VerifiedCsr, cert_pem, issue_workload, new_policy_ca};
+use cipherlake_cas::ca::{Subject, VerifiedCsr, cert_pem, issue_workload, new_policy_ca};
 use cipherlake_cluster::driver::{DriverOptions, WorkerList};
 use cipherlake_cluster::tls::Identity;
 use cipherlake_cluster::worker::{WorkerHandle, WorkerOptions, serve};
@@ -41,8 +41,12 @@ impl PolicyCa {
             .pem()
             .expect("CSR PEM");
         let csr = VerifiedCsr::from_pem(&csr).expect("a valid CSR");
-        let issued = issue_workload(&csr, &self.policy, service, &self.cert, &self.key, ttl)
-            .expect("issued");
+        let subject = Subject {
+            policy: &self.policy,
+            service,
+            release_digest: [0; 32],
+        };
+        let issued = issue_workload(&csr, subject, &self.cert, &self.key, ttl).expect("issued");
         let chain = format!("{}{}", cert_pem(&issued.der), cert_pem(&self.cert));
         Identity::from_pem(&chain, &cert_pem(&self.cert), &key.serialize_der()).expect("identity")
     }

@@ -53,6 +53,17 @@ fn a_policy_squatting_the_importers_name_gets_nothing() {
 }
 
 #[test]
+fn listing_the_pinned_owner_beside_ones_own_key_gets_nothing() {
+    // Public keys are public: a squatter names the exporter's trusted key as a co-owner of its
+    // own policy (which it can sign alone). Every owner of the importer must be pinned.
+    let squatter = reporting_owned_by(&format!("{PINNED_OWNER}, {SQUATTER}"), IMPORT_CMK);
+    assert!(matches!(
+        check_import(&squatter, "cmk", &example()),
+        Err(ImportError::NotPinned { .. })
+    ));
+}
+
+#[test]
 fn an_export_pinned_by_hash_admits_that_version_only() {
     let importer = reporting(IMPORT_CMK);
     let pinned = replace(

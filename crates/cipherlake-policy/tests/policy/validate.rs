@@ -300,11 +300,11 @@ fn services_the_cas_cannot_tell_apart_must_hold_the_same_grants() {
         "users:",
         "  worker2:\n    operation: worker\n    measurements: [sha384:3146f0f69c333bbe3f5f39a1b4685df0d16d9b9da760470bf4f080a8df3338bacf30cdb720eb9b99f436145f649bda1d]\n    kms_keys: { results-cmk: [unwrap] }\nusers:",
     );
-    let invalid = invalid(&text);
-    assert_eq!(invalid.issues.len(), 1, "{invalid}");
-    assert_eq!(invalid.issues[0].path.to_string(), "services.worker2");
+    let found = invalid(&text);
+    assert_eq!(found.issues.len(), 1, "{found}");
+    assert_eq!(found.issues[0].path.to_string(), "services.worker2");
     assert!(matches!(
-        invalid.issues[0].kind,
+        found.issues[0].kind,
         IssueKind::IndistinguishableServices { .. }
     ));
     // The same grants are fine (the CAS need not tell them apart), and so is other code.
@@ -320,6 +320,26 @@ fn services_the_cas_cannot_tell_apart_must_hold_the_same_grants() {
         "    measurements: [sha384:4146",
     );
     Policy::parse(&other_code).expect("other code");
+    // Spelling the same measurement without its prefix is the same code; so is a service
+    // that pins signers where the other pins none; other configuration counts as well.
+    let plain_hex = replace(
+        &text,
+        "    measurements: [sha384:3146",
+        "    measurements: [3146",
+    );
+    assert!(matches!(
+        invalid(&plain_hex).issues[0].kind,
+        IssueKind::IndistinguishableServices { .. }
+    ));
+    let with_env = replace(
+        &same,
+        "    kms_keys: { taxi-footer: [unwrap], taxi-pii: [unwrap] }\nusers:",
+        "    kms_keys: { taxi-footer: [unwrap], taxi-pii: [unwrap] }\n    env: { DB: \"{{ secret.sql_url }}\" }\nusers:",
+    );
+    assert!(matches!(
+        invalid(&with_env).issues[0].kind,
+        IssueKind::IndistinguishableServices { .. }
+    ));
 }
 
 #[test]
