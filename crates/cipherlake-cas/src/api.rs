@@ -181,6 +181,11 @@ pub struct ReleasedConfig {
     /// `databases` section (a database not listed trusts no column master key path).
     #[serde(default)]
     pub databases: BTreeMap<String, cipherlake_policy::DatabasePin>,
+    /// For a `worker` service: the `run` services whose plan fragments it may serve, those
+    /// granted `unwrap` on every key the worker may unwrap (a worker never reads for a driver
+    /// what the driver could not read itself).
+    #[serde(default)]
+    pub clients: Vec<String>,
 }
 
 impl std::fmt::Debug for ReleasedConfig {

@@ -130,6 +130,38 @@ struct Admitted {
     audit: Value,
 }
 
+/// The `run` services a `worker` service may serve: those granted `unwrap` on every key the
+/// worker may unwrap. Empty for other services.
+fn worker_clients(policy: &Policy, service: &str) -> Vec<String> {
+    let Some(worker) = policy
+        .service(service)
+        .filter(|s| s.operation() == Some(Operation::Worker))
+    else {
+        return Vec::new();
+    };
+    let reads: Vec<&String> = worker
+        .kms_keys
+        .keys()
+        .filter(|key| {
+            worker
+                .kms_keys
+                .allows(key, cipherlake_policy::KmsRight::Unwrap)
+        })
+        .collect();
+    policy
+        .spec()
+        .services
+        .iter()
+        .filter(|(_, s)| s.operation() == Some(Operation::Run))
+        .filter(|(_, s)| {
+            reads
+                .iter()
+                .all(|key| s.kms_keys.allows(key, cipherlake_policy::KmsRight::Unwrap))
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// `key: unwrap,wrap` for each granted key (names only).
 fn grant_summary(grants: &KmsGrants) -> BTreeMap<String, String> {
     grants
@@ -700,6 +732,7 @@ impl Cas {
                 .service(service)
                 .map(|s| s.databases.clone())
                 .unwrap_or_default(),
+            clients: worker_clients(policy, service),
         })
     }
 

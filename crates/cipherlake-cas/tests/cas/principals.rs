@@ -389,6 +389,18 @@ async fn a_log_truncated_or_rolled_back_in_the_database_is_detected_against_a_sa
 }
 
 #[tokio::test]
+async fn a_worker_serves_only_run_services_granted_what_it_unwraps() {
+    let env = Env::start().await;
+    let text = env.policy("p", "sim", &env.measurement, None).replace(
+        "kms_keys: { footer: [unwrap, wrap] }",
+        "kms_keys: { footer: [unwrap, wrap], pii: [unwrap] }",
+    );
+    env.apply("p", &text).await.unwrap();
+    let attested = env.attest("p", "worker", None).await.unwrap();
+    assert_eq!(attested.config.clients, ["driver"]);
+}
+
+#[tokio::test]
 async fn only_workers_register_and_only_run_services_list_workers() {
     let env = Env::start().await;
     env.apply_standard("p").await;
@@ -400,10 +412,14 @@ async fn only_workers_register_and_only_run_services_list_workers() {
         Err(CasError::Forbidden(message)) => assert!(message.contains("not worker"), "{message}"),
         other => panic!("expected 403, got {other:?}"),
     }
-    let worker = env
-        .client
-        .with_identity(&env.attest("p", "worker", None).await.unwrap())
-        .unwrap();
+    let attested = env.attest("p", "worker", None).await.unwrap();
+    // The worker unwraps pii; the driver holds only footer, so the worker may serve no one.
+    assert!(
+        attested.config.clients.is_empty(),
+        "{:?}",
+        attested.config.clients
+    );
+    let worker = env.client.with_identity(&attested).unwrap();
     worker.register_worker("https://127.0.0.1:1").await.unwrap();
     assert!(matches!(
         worker.workers("worker").await,

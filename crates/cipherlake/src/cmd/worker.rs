@@ -37,7 +37,8 @@ impl Performed for Serving {
 ///
 /// The worker attests as --policy/--service (default service: worker) and refuses to start
 /// when attestation fails. It then accepts mTLS connections only from workloads of the same
-/// policy naming one of the --clients services, reads encrypted Parquet through the CAS KMS
+/// policy whose service the policy lets it serve (the `run` services granted unwrap on every key
+/// the worker unwraps; --clients narrows them), reads encrypted Parquet through the CAS KMS
 /// with its own certificate, encrypts its spill files, and registers its URL with the CAS
 /// (renewed every few seconds) so drivers started with --workers-from-cas find it. SIGTERM or
 /// SIGINT deregisters it and stops it.
@@ -60,14 +61,11 @@ pub struct ServeArgs {
     /// The host name or IP address drivers reach this worker at [default: the listen IP].
     #[arg(long, value_name = "HOST")]
     pub advertise: Option<String>,
-    /// Services of the policy that may send work and read streams (comma-separated); the
-    /// worker's own service is always admitted, for worker-to-worker streams.
-    #[arg(
-        long,
-        value_name = "SERVICES",
-        value_delimiter = ',',
-        default_value = "driver"
-    )]
+    /// Only these of the services the policy lets this worker serve may send work and read
+    /// streams (comma-separated) [default: all of them: the policy's `run` services granted
+    /// unwrap on every key the worker unwraps]. The worker's own service is always admitted,
+    /// for worker-to-worker streams.
+    #[arg(long, value_name = "SERVICES", value_delimiter = ',')]
     pub clients: Vec<String>,
     /// Memory limit for query execution in MiB (beyond it operators spill, encrypted).
     #[arg(long, value_name = "MIB")]
@@ -109,7 +107,7 @@ impl AttestedWorker {
         let identity = attested.tls_identity()?;
         let env = &attested.config().env;
         let stores = StoreConfig::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        let mut clients = args.clients.clone();
+        let mut clients = served_clients(&attested.config().clients, &args.clients)?;
         clients.push(identity.service().to_owned());
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -184,6 +182,32 @@ impl AttestedWorker {
         }
         Ok(())
     }
+}
+
+/// The services a worker serves: those the policy allows (`allowed`), narrowed to `requested`
+/// when given; a requested service the policy does not allow is an error naming it.
+fn served_clients(allowed: &[String], requested: &[String]) -> anyhow::Result<Vec<String>> {
+    if requested.is_empty() {
+        if allowed.is_empty() {
+            tracing::warn!(
+                "the policy lets this worker serve no run service (none is granted unwrap on every key the worker unwraps)"
+            );
+        }
+        return Ok(allowed.to_vec());
+    }
+    for service in requested {
+        if !allowed.contains(service) {
+            anyhow::bail!(
+                "--clients {service}: the policy does not let this worker serve it (a worker serves only run services granted unwrap on every key it unwraps; allowed: {})",
+                if allowed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    allowed.join(", ")
+                }
+            );
+        }
+    }
+    Ok(requested.to_vec())
 }
 
 /// What re-attesting replaces.

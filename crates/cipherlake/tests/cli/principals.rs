@@ -29,6 +29,7 @@ fn policy(bed: &Testbed, job: &str) -> String {
          \x20   env:\n      DATA: \"{data}\"\n      OUT: \"{out}\"\n      TOKEN: \"{{{{ secret.token }}}}\"\n\
          \x20   kms_keys: {{ data-key: [unwrap], results-key: [wrap] }}\n    console: row-counts\n\
          \x20 worker:\n    operation: worker\n    measurements: [sha384:{m}]\n    kms_keys: {{ data-key: [unwrap] }}\n\
+         \x20 peek:\n    operation: run\n    measurements: [sha384:{m}]\n    jobs: [sha256:{peek}]\n    console: full\n\
          users:\n  custodian:\n    key: {custodian}\n    kms_keys: {{ results-key: [unwrap] }}\n\
          secrets:\n  token: {{ kind: ascii, value: \"{SECRET}\" }}\n\
          \x20 data-key: {{ kind: aes-256, generate: true }}\n\
@@ -36,6 +37,7 @@ fn policy(bed: &Testbed, job: &str) -> String {
         owner = bed.owner,
         custodian = bed.custodian,
         m = bed.measurement,
+        peek = sha256_hex(b"SELECT 1"),
         data = d.join("data").display(),
         out = d.join("out").display(),
     )
@@ -383,6 +385,25 @@ fn every_command_attests_only_as_the_operation_it_performs() {
             "operation-mismatch",
             "binds operation worker",
             "admits only run",
+        ],
+    );
+    // A worker serves only run services granted what it unwraps: not `peek`, which holds no
+    // grant on data-key but prints everything (it would borrow the worker's grants).
+    refused(
+        &bed,
+        &[
+            "worker",
+            "--cas",
+            &bed.url,
+            "--policy",
+            "lake",
+            "--clients",
+            "peek",
+        ],
+        &[
+            "--clients peek",
+            "does not let this worker serve it",
+            "allowed: driver",
         ],
     );
     // The encrypt commands attesting as the driver (which can unwrap) or the worker.

@@ -289,7 +289,7 @@ async fn start_workers(services: &Services, count: usize) -> anyhow::Result<Vec<
     let serve = ServeArgs {
         listen: ([127, 0, 0, 1], 0).into(),
         advertise: None,
-        clients: vec!["driver".to_owned()],
+        clients: Vec::new(),
         memory_limit: None,
         spill_dir: None,
     };
