@@ -245,6 +245,7 @@ impl std::fmt::Debug for Credential {
 #[derive(Clone, Debug)]
 pub struct CasClient {
     http: reqwest::Client,
+    tls: Arc<rustls::ClientConfig>,
     base: String,
     pin: [u8; 32],
     credential: Option<Arc<Credential>>,
@@ -265,10 +266,21 @@ impl CasClient {
         let verifier = Arc::new(ServerCertCheck::new(PinnedCert { pin }));
         let config = tls_client_config(verifier, identity)?;
         Ok(CasClient {
-            http: http_client(config)?,
+            http: http_client(config.clone())?,
+            tls: Arc::new(config),
             base: base_url.trim_end_matches('/').to_string(),
             pin,
             credential: None,
+        })
+    }
+
+    /// The same client (CAS, identity, credential) with a connection pool of its own, for use
+    /// from another async runtime: pooled connections are driven by the runtime that opened
+    /// them, so a pool shared across runtimes stalls when one of them idles.
+    pub fn with_own_connections(&self) -> Result<Self, CasError> {
+        Ok(CasClient {
+            http: http_client((*self.tls).clone())?,
+            ..self.clone()
         })
     }
 
@@ -386,12 +398,7 @@ impl CasClient {
             .call(Method::POST, "/v1/attest/probe", Some(&request), None)
             .await?;
         let config = match &response.config {
-            Some(sealed) => {
-                let plaintext = keys.hpke.open(sealed, policy, service)?;
-                Some(serde_json::from_slice(&plaintext).map_err(|_| {
-                    CasError::Http("the sealed configuration is not valid JSON".into())
-                })?)
-            }
+            Some(sealed) => Some(open_config(keys.hpke.open(sealed, policy, service)?)?),
             None => None,
         };
         Ok((response, config))
@@ -789,8 +796,7 @@ pub fn open_response(
 ) -> Result<Attested, CasError> {
     let plaintext = keys.hpke.open(&response.config, policy, service)?;
     check_release(keys, &response, &plaintext)?;
-    let config: ReleasedConfig = serde_json::from_slice(&plaintext)
-        .map_err(|_| CasError::Http("the sealed configuration is not valid JSON".into()))?;
+    let config = open_config(plaintext)?;
     Ok(Attested {
         policy: policy.to_string(),
         service: service.to_string(),
@@ -801,6 +807,12 @@ pub fn open_response(
         policy_hash: response.policy_hash,
         config,
     })
+}
+
+/// The released configuration in an opened seal.
+fn open_config(plaintext: Zeroizing<Vec<u8>>) -> Result<ReleasedConfig, CasError> {
+    serde_json::from_slice(&plaintext)
+        .map_err(|_| CasError::Http("the sealed configuration is not valid JSON".into()))
 }
 
 /// The reply's certificate must be for this workload's key, issued by the reply's policy CA and

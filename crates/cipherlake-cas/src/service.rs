@@ -162,6 +162,22 @@ fn worker_clients(policy: &Policy, service: &str) -> Vec<String> {
         .collect()
 }
 
+/// `config` sealed to the workload's HPKE key for `policy`/`service`, and SHA-256 of its
+/// plaintext (the release digest its certificate binds).
+fn seal_config(
+    decoded: &Decoded,
+    policy: &str,
+    service: &str,
+    config: &ReleasedConfig,
+) -> Result<(crate::seal::Sealed, [u8; 32]), CasError> {
+    let plaintext = Zeroizing::new(
+        serde_json::to_vec(config)
+            .map_err(|e| CasError::Crypto(format!("encoding the configuration: {e}")))?,
+    );
+    let sealed = crate::seal::seal(&decoded.hpke_public_key, policy, service, &plaintext)?;
+    Ok((sealed, sha2::Sha256::digest(&plaintext[..]).into()))
+}
+
 /// `key: unwrap,wrap` for each granted key (names only).
 fn grant_summary(grants: &KmsGrants) -> BTreeMap<String, String> {
     grants
@@ -349,6 +365,17 @@ impl Cas {
         self.policy_info(name)
     }
 
+    /// Consumes a nonce in a transaction of its own (so a refusal that follows cannot roll the
+    /// consumption back); whether it was issued, unused and unexpired.
+    fn spend_nonce(&self, nonce: &[u8; NONCE_LEN]) -> Result<bool, CasError> {
+        self.store.transaction(|tx| {
+            Ok(match store::take_nonce(tx, &hex::encode(nonce))? {
+                Some(expires) => expires >= now(),
+                None => false,
+            })
+        })
+    }
+
     /// Records a refused operation in its own transaction (best effort: the refusal is
     /// returned to the caller whether or not the audit write succeeds, and a failure is
     /// logged).
@@ -505,10 +532,7 @@ impl Cas {
         } = admitted;
         let released = self.release(&req.policy, &req.service, &policy, &decoded, audit);
         if let Err(e) = &released {
-            self.audit_refusal(
-                "attestation-denied",
-                json!({"policy": req.policy, "service": req.service, "reasons": [e.to_string()]}),
-            );
+            self.audit_release_refused(req, e);
         }
         let (issued, ca_der, config) = released?;
         Ok(AttestResponse {
@@ -551,16 +575,7 @@ impl Cas {
             let config = self.rendered_config(tx, &policy, &req.service)?;
             let summary = ConfigSummary::of(&config, grant_summary(&service.kms_keys));
             let sealed = if debug {
-                let plaintext =
-                    Zeroizing::new(serde_json::to_vec(&config).map_err(|e| {
-                        CasError::Crypto(format!("encoding the configuration: {e}"))
-                    })?);
-                Some(crate::seal::seal(
-                    &decoded.hpke_public_key,
-                    &req.policy,
-                    &req.service,
-                    &plaintext,
-                )?)
+                Some(seal_config(&decoded, &req.policy, &req.service, &config)?.0)
             } else {
                 None
             };
@@ -569,10 +584,7 @@ impl Cas {
             Ok((summary, sealed))
         });
         if let Err(e) = &result {
-            self.audit_refusal(
-                "attestation-denied",
-                json!({"policy": req.policy, "service": req.service, "reasons": [e.to_string()]}),
-            );
+            self.audit_release_refused(req, e);
         }
         let (summary, config) = result?;
         Ok(ProbeResponse {
@@ -583,6 +595,14 @@ impl Cas {
             summary,
             config,
         })
+    }
+
+    /// Audits an admitted request whose release failed (e.g. a secret without a value).
+    fn audit_release_refused(&self, req: &AttestRequest, e: &CasError) {
+        self.audit_refusal(
+            "attestation-denied",
+            json!({"policy": req.policy, "service": req.service, "reasons": [e.to_string()]}),
+        );
     }
 
     /// The checks common to attestation and probes: the request's operation is of the right
@@ -749,17 +769,13 @@ impl Cas {
         let sealer = self.store.sealer();
         self.store.transaction(|tx| {
             let config = self.rendered_config(tx, policy, service)?;
-            let plaintext = Zeroizing::new(
-                serde_json::to_vec(&config)
-                    .map_err(|e| CasError::Crypto(format!("encoding the configuration: {e}")))?,
-            );
-            let sealed = crate::seal::seal(&decoded.hpke_public_key, name, service, &plaintext)?;
+            let (sealed, release_digest) = seal_config(decoded, name, service, &config)?;
             let (ca_der, ca_key) = store::policy_ca(tx, sealer, name)?
                 .ok_or_else(|| CasError::Crypto("policy without CA".into()))?;
             let subject = ca::Subject {
                 policy: name,
                 service,
-                release_digest: sha2::Sha256::digest(&plaintext[..]).into(),
+                release_digest,
             };
             let issued = ca::issue_workload(
                 &decoded.csr,
@@ -849,18 +865,12 @@ impl Cas {
     ) -> Result<Zeroizing<Vec<u8>>, CasError> {
         let right = op.right();
         let result = self.store.transaction(|tx| {
-            let (_, policy) = self.current(tx, caller.policy())?;
-            let granted = caller
-                .grants(&policy)
-                .is_some_and(|grants| grants.allows(key_id, right));
-            if !granted {
-                return Err(CasError::Forbidden(format!(
-                    "{} of policy {:?} is not granted {right} on KMS key {key_id:?} (needed for {})",
-                    caller.principal(),
-                    caller.policy(),
-                    op.as_str()
-                )));
-            }
+            let policy = self.granted_policy(
+                tx,
+                caller,
+                |grants| grants.allows(key_id, right),
+                &format!("{right} on KMS key {key_id:?} (needed for {})", op.as_str()),
+            )?;
             let value = self.secret_value(tx, &policy, key_id)?;
             let value = value.as_ref().ok_or_else(|| {
                 CasError::Conflict(format!("KMS key {key_id:?} has no value yet"))
@@ -882,23 +892,40 @@ impl Cas {
         result
     }
 
+    /// The current version of `caller`'s policy, when `caller`'s grants there pass `allows`;
+    /// otherwise forbidden, naming the principal and what it `lacks`.
+    fn granted_policy(
+        &self,
+        tx: &Transaction<'_>,
+        caller: &Caller,
+        allows: impl Fn(&KmsGrants) -> bool,
+        lacks: &str,
+    ) -> Result<Policy, CasError> {
+        let (_, policy) = self.current(tx, caller.policy())?;
+        if caller.grants(&policy).is_some_and(allows) {
+            return Ok(policy);
+        }
+        Err(CasError::Forbidden(format!(
+            "{} of policy {:?} is not granted {lacks}",
+            caller.principal(),
+            caller.policy()
+        )))
+    }
+
     /// The public key (SubjectPublicKeyInfo, PEM) of the key pair `key_id`, for a caller granted
     /// any right on it: readers verify column master key signatures with it, writers wrap new
     /// column encryption keys. A public key is not secret, but which keys exist is the policy's.
     pub fn kms_public_key(&self, caller: &Caller, key_id: &str) -> Result<String, CasError> {
         self.store.transaction(|tx| {
-            let (_, policy) = self.current(tx, caller.policy())?;
-            let granted = caller.grants(&policy).is_some_and(|grants| {
-                grants.allows(key_id, cipherlake_policy::KmsRight::Unwrap)
-                    || grants.allows(key_id, cipherlake_policy::KmsRight::Wrap)
-            });
-            if !granted {
-                return Err(CasError::Forbidden(format!(
-                    "{} of policy {:?} is not granted KMS key {key_id:?}",
-                    caller.principal(),
-                    caller.policy()
-                )));
-            }
+            let policy = self.granted_policy(
+                tx,
+                caller,
+                |grants| {
+                    grants.allows(key_id, cipherlake_policy::KmsRight::Unwrap)
+                        || grants.allows(key_id, cipherlake_policy::KmsRight::Wrap)
+                },
+                &format!("KMS key {key_id:?}"),
+            )?;
             match self.secret_value(tx, &policy, key_id)? {
                 Some(SecretValue::KeyPair {
                     public_spki_der, ..

@@ -169,13 +169,6 @@ impl KmsGrants {
             .is_some_and(|rights| rights.contains(&Named::Known(right)))
     }
 
-    /// Whether any key is granted `right`.
-    pub fn any(&self, right: KmsRight) -> bool {
-        self.0
-            .values()
-            .any(|rights| rights.contains(&Named::Known(right)))
-    }
-
     /// The granted keys, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &String> {
         self.0.keys()

@@ -11,13 +11,12 @@ use rusqlite::Transaction;
 use serde_json::json;
 
 use super::signed::SignedBy;
-use super::{Cas, SignedHeaders, now};
+use super::{Cas, SignedHeaders};
 use crate::CasError;
 use crate::api::{OwnerReadRequest, PolicyDocument, SecretSummary};
 use crate::binding::NONCE_LEN;
 use crate::ca;
 use crate::material;
-use crate::store;
 
 /// The decoded fields of a read request.
 struct Decoded {
@@ -57,13 +56,8 @@ impl Cas {
         req: &OwnerReadRequest,
     ) -> Result<PolicyDocument, CasError> {
         let decoded = Decoded::parse(req)?;
-        // Spent in a transaction of its own: a refused read cannot retry the nonce.
-        let fresh = self.store.transaction(|tx| {
-            Ok(match store::take_nonce(tx, &hex::encode(decoded.nonce))? {
-                Some(expires) => expires >= now(),
-                None => false,
-            })
-        })?;
+        // Spent before anything else: a refused read cannot retry the nonce.
+        let fresh = self.spend_nonce(&decoded.nonce)?;
         let result = self.store.transaction(|tx| {
             if !fresh {
                 return Err(CasError::Forbidden(
@@ -92,11 +86,7 @@ impl Cas {
                 return Err(e);
             }
         };
-        Ok(PolicyDocument {
-            info: self.policy_info(name)?,
-            document: document_without_values(&policy)?,
-            secrets,
-        })
+        self.document(name, &policy, secrets)
     }
 
     /// A signed read of policy `name` by one of its owners or a user with `read_policy`
@@ -137,9 +127,19 @@ impl Cas {
             )?;
             Ok((policy, secrets))
         })?;
+        self.document(name, &policy, secrets)
+    }
+
+    /// The reply of a read: public parts, the document without values, secret summaries.
+    fn document(
+        &self,
+        name: &str,
+        policy: &Policy,
+        secrets: BTreeMap<String, SecretSummary>,
+    ) -> Result<PolicyDocument, CasError> {
         Ok(PolicyDocument {
             info: self.policy_info(name)?,
-            document: document_without_values(&policy)?,
+            document: document_without_values(policy)?,
             secrets,
         })
     }

@@ -10,7 +10,6 @@ use super::{Caller, Cas, now};
 use crate::CasError;
 use crate::audit::Export;
 use crate::binding::NONCE_LEN;
-use crate::store;
 
 /// The signature headers of a request (`api::SIGNED_*`), decoded.
 #[derive(Debug, Clone)]
@@ -92,14 +91,8 @@ impl Cas {
         signed: &SignedHeaders,
         target: Target<'_>,
     ) -> Result<SignedBy, CasError> {
-        // The nonce is spent in a transaction of its own, so a refused signature cannot be
-        // tried again with it.
-        let fresh = self.store.transaction(|tx| {
-            Ok(match store::take_nonce(tx, &hex::encode(signed.nonce))? {
-                Some(expires) => expires >= now(),
-                None => false,
-            })
-        })?;
+        // Spent before anything else, so a refused signature cannot be tried again with it.
+        let fresh = self.spend_nonce(&signed.nonce)?;
         let result = self.store.transaction(|tx| {
             if !fresh {
                 return Err(CasError::Unauthorized(

@@ -219,6 +219,18 @@ secrets:
             ))
     }
 
+    /// The client presenting the certificate of `service` of `policy`, attested through the
+    /// LAS (see [`Env::attest`]).
+    pub async fn as_service(
+        &self,
+        policy: &str,
+        service: &str,
+        job: Option<[u8; 32]>,
+    ) -> CasClient {
+        let attested = self.attest(policy, service, job).await.unwrap();
+        self.client.with_identity(&attested).unwrap()
+    }
+
     /// The operator token.
     pub fn operator_token(&self) -> String {
         std::fs::read_to_string(self.data_dir().join("operator.token"))
@@ -242,9 +254,21 @@ secrets:
         service: &str,
         job: Option<[u8; 32]>,
     ) -> (AttestKeys, AttestRequest) {
+        self.request_binding(policy, service, Intent::Perform(operation_of(service)), job)
+            .await
+    }
+
+    /// As [`Env::request`], with evidence binding `intent` (the request still claims the
+    /// service's operation).
+    pub async fn request_binding(
+        &self,
+        policy: &str,
+        service: &str,
+        intent: Intent,
+        job: Option<[u8; 32]>,
+    ) -> (AttestKeys, AttestRequest) {
         let keys = AttestKeys::generate().unwrap();
         let nonce = self.client.nonce().await.unwrap();
-        let intent = Intent::Perform(operation_of(service));
         let rd = keys.report_data(intent, &decode_nonce(&nonce.nonce).unwrap(), job.as_ref());
         let evidence = las_evidence(&self.las_socket, rd).await.unwrap();
         let request = request_for(&keys, policy, service, nonce.nonce, evidence, job);

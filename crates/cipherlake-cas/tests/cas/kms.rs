@@ -10,14 +10,8 @@ use crate::common::{Env, JOB};
 async fn kms_unwrap_by_a_service_not_granted_the_key() {
     let env = Env::start().await;
     env.apply_standard("p").await;
-    let driver = env
-        .client
-        .with_identity(&env.attest("p", "driver", Some(JOB)).await.unwrap())
-        .unwrap();
-    let worker = env
-        .client
-        .with_identity(&env.attest("p", "worker", None).await.unwrap())
-        .unwrap();
+    let driver = env.as_service("p", "driver", Some(JOB)).await;
+    let worker = env.as_service("p", "worker", None).await;
     let wrapped = driver.kms_wrap("footer", &[5u8; 16]).await.unwrap();
     match worker.kms_unwrap("footer", &wrapped).await {
         Err(CasError::Forbidden(message)) => assert!(message.contains("not granted"), "{message}"),
@@ -103,10 +97,7 @@ fn first_cert(pem: &str) -> (String, usize) {
 async fn tampered_wrapped_key_is_refused() {
     let env = Env::start().await;
     env.apply_standard("p").await;
-    let driver = env
-        .client
-        .with_identity(&env.attest("p", "driver", Some(JOB)).await.unwrap())
-        .unwrap();
+    let driver = env.as_service("p", "driver", Some(JOB)).await;
     let wrapped = driver.kms_wrap("footer", &[5u8; 16]).await.unwrap();
     let mut bytes = wrapped.into_bytes();
     bytes[20] = if bytes[20] == b'A' { b'B' } else { b'A' };
@@ -142,10 +133,7 @@ async fn rsa_decrypt_and_sign_for_always_encrypted() {
         .pkcs1v15_verify::<sha2::Sha256>(b"metadata", &signature)
         .unwrap();
     // The worker is not granted the CMK; an AES key cannot decrypt.
-    let worker = env
-        .client
-        .with_identity(&env.attest("p", "worker", None).await.unwrap())
-        .unwrap();
+    let worker = env.as_service("p", "worker", None).await;
     assert!(matches!(
         worker.kms_rsa_decrypt("cmk", &ciphertext).await,
         Err(CasError::Forbidden(_))

@@ -9,11 +9,11 @@ use cipherlake_cas::api::{
     SIGNED_NONCE, SIGNED_POLICY, SIGNED_SIGNATURE, SIGNED_SIGNER, UnwrapRequest, WrapRequest,
 };
 use cipherlake_cas::audit::{AuditError, verify_log, verify_since};
-use cipherlake_cas::client::{AttestKeys, Credential, decode_nonce, las_evidence, open_response};
+use cipherlake_cas::client::{Credential, decode_nonce, las_evidence, open_response};
 use cipherlake_policy::{Intent, Operation, OwnerSigningKey, Signer, Target, sign_request};
 use reqwest::{Method, StatusCode};
 
-use crate::common::{Env, JOB, assert_denied, request_for};
+use crate::common::{Env, JOB, assert_denied};
 
 fn copy(key: &OwnerSigningKey) -> OwnerSigningKey {
     OwnerSigningKey::from_file_text(&key.to_file_text()).unwrap()
@@ -44,15 +44,9 @@ async fn evidence_binding_another_operation_is_refused_naming_both() {
     );
     // The request's operation must be the one the evidence binds: claiming run for evidence
     // that binds worker is a report-data mismatch.
-    let keys = AttestKeys::generate().unwrap();
-    let nonce = env.client.nonce().await.unwrap();
-    let rd = keys.report_data(
-        Intent::Perform(Operation::Worker),
-        &decode_nonce(&nonce.nonce).unwrap(),
-        Some(&JOB),
-    );
-    let evidence = las_evidence(&env.las_socket, rd).await.unwrap();
-    let request = request_for(&keys, "p", "driver", nonce.nonce, evidence, Some(JOB));
+    let (_, request) = env
+        .request_binding("p", "driver", Intent::Perform(Operation::Worker), Some(JOB))
+        .await;
     assert_denied(
         env.client.attest_request(&request).await,
         "report-data-mismatch",
@@ -63,16 +57,10 @@ async fn evidence_binding_another_operation_is_refused_naming_both() {
 async fn a_job_bound_by_a_probe_cannot_be_used_to_run_it() {
     let env = Env::start().await;
     env.apply_standard("p").await;
-    let keys = AttestKeys::generate().unwrap();
-    let nonce = env.client.nonce().await.unwrap();
-    let rd = keys.report_data(
-        Intent::Probe,
-        &decode_nonce(&nonce.nonce).unwrap(),
-        Some(&JOB),
-    );
-    let evidence = las_evidence(&env.las_socket, rd).await.unwrap();
     // Sent as run (the request's operation field claims run): the evidence says probe.
-    let request = request_for(&keys, "p", "driver", nonce.nonce, evidence, Some(JOB));
+    let (_, request) = env
+        .request_binding("p", "driver", Intent::Probe, Some(JOB))
+        .await;
     assert_denied(
         env.client.attest_request(&request).await,
         "report-data-mismatch",
@@ -159,10 +147,7 @@ async fn users_use_exactly_their_grants() {
         other => panic!("expected 403, got {other:?}"),
     }
     // The driver can.
-    let driver = env
-        .client
-        .with_identity(&env.attest("p", "driver", Some(JOB)).await.unwrap())
-        .unwrap();
+    let driver = env.as_service("p", "driver", Some(JOB)).await;
     assert_eq!(
         *driver.kms_unwrap("footer", &wrapped).await.unwrap(),
         [1u8; 16]
@@ -404,10 +389,7 @@ async fn a_worker_serves_only_run_services_granted_what_it_unwraps() {
 async fn only_workers_register_and_only_run_services_list_workers() {
     let env = Env::start().await;
     env.apply_standard("p").await;
-    let driver = env
-        .client
-        .with_identity(&env.attest("p", "driver", Some(JOB)).await.unwrap())
-        .unwrap();
+    let driver = env.as_service("p", "driver", Some(JOB)).await;
     match driver.register_worker("https://127.0.0.1:1").await {
         Err(CasError::Forbidden(message)) => assert!(message.contains("not worker"), "{message}"),
         other => panic!("expected 403, got {other:?}"),

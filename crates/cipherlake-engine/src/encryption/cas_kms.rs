@@ -30,9 +30,8 @@ enum Call {
 /// A [`KmsClient`] backed by the CAS KMS. Build it from a [`CasClient`] that presents the
 /// workload certificate ([`CasClient::with_identity`]) or signs as a policy user
 /// ([`CasClient::with_credential`]); the CAS authorises each call against that principal's
-/// `kms_keys` and audits it. Give it a client of its own, not a clone of one used elsewhere:
-/// its calls run on its own runtime, and pooled connections are driven by the runtime that
-/// opened them.
+/// `kms_keys` and audits it. Its calls run on a runtime of its own, so it takes the client's
+/// credentials with a connection pool of its own ([`CasClient::with_own_connections`]).
 pub struct CasKms {
     calls: Option<mpsc::Sender<Call>>,
     thread: Option<JoinHandle<()>>,
@@ -47,6 +46,9 @@ impl std::fmt::Debug for CasKms {
 impl CasKms {
     /// Starts the KMS thread for `client`.
     pub fn new(client: CasClient) -> std::io::Result<Self> {
+        let client = client
+            .with_own_connections()
+            .map_err(std::io::Error::other)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

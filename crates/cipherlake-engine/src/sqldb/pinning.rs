@@ -84,11 +84,6 @@ impl DatabasePolicy {
         }
     }
 
-    /// Whether this is [`DatabasePolicy::unrestricted`]'s trust in any key path.
-    pub fn is_unrestricted(&self) -> bool {
-        !self.pin_key_paths
-    }
-
     fn trusts(&self, provider: &str, key_path: &str) -> bool {
         !self.pin_key_paths
             || self

@@ -145,11 +145,7 @@ pub struct AttestedWorkload {
 impl AttestedWorkload {
     fn new(base: &CasClient, attested: Attested, operation: Operation) -> anyhow::Result<Self> {
         let cas = base.with_identity(&attested)?;
-        // The KMS runs its calls on a runtime of its own: it gets its own client (connection
-        // pool), since pooled connections are driven by the runtime that opened them.
-        let kms: Arc<dyn KmsClient> = Arc::new(
-            CasKms::new(base.with_identity(&attested)?).context("starting the CAS KMS client")?,
-        );
+        let kms = cas_kms(&cas)?;
         Ok(AttestedWorkload {
             operation,
             attested,
@@ -202,6 +198,13 @@ impl AttestedWorkload {
     pub fn tls_identity(&self) -> anyhow::Result<Identity> {
         Ok(Identity::from_attested(&self.attested)?)
     }
+}
+
+/// The CAS KMS for Parquet, calling as `cas` does (workload certificate or user credential).
+pub fn cas_kms(cas: &CasClient) -> anyhow::Result<Arc<dyn KmsClient>> {
+    Ok(Arc::new(
+        CasKms::new(cas.clone()).context("starting the CAS KMS client")?,
+    ))
 }
 
 /// A client of the CAS at `url` pinned to the certificate in `cert`.
@@ -291,13 +294,10 @@ impl KmsArgs {
         };
         match spec.parse::<KmsSpec>()? {
             KmsSpec::Cas(url) => {
-                // Two clients: the KMS calls from a runtime of its own (see AttestedWorkload).
-                let kms_client = self.cas(&url)?.with_credential(self.user.credential()?);
-                let kms: Arc<dyn KmsClient> =
-                    Arc::new(CasKms::new(kms_client).context("starting the CAS KMS client")?);
+                let cas = self.cas(&url)?.with_credential(self.user.credential()?);
                 Ok(OpenedKms {
-                    kms: Some(kms),
-                    cas_user: Some(self.cas(&url)?.with_credential(self.user.credential()?)),
+                    kms: Some(cas_kms(&cas)?),
+                    cas_user: Some(cas),
                 })
             }
             local => Ok(OpenedKms {

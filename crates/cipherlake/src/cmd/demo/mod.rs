@@ -229,17 +229,13 @@ async fn pipeline(
 
     // The custodian, a person outside every TEE, reads the encrypted results as a user.
     let started = Instant::now();
-    let custodian = || -> anyhow::Result<Credential> {
-        Ok(Credential::user(
-            policy::NAME,
-            policy::CUSTODIAN,
-            super::workload::load_key(&custodian_key)?,
-        ))
-    };
-    let as_custodian = cas.with_credential(custodian()?);
-    // The KMS gets a client of its own (it calls from its own runtime).
-    let kms_client = services.new_client()?.with_credential(custodian()?);
-    report.results = report::read_results(kms_client, &results).await?;
+    let custodian = Credential::user(
+        policy::NAME,
+        policy::CUSTODIAN,
+        super::workload::load_key(&custodian_key)?,
+    );
+    let as_custodian = cas.with_credential(custodian);
+    report.results = report::read_results(&as_custodian, &results).await?;
     report.phase(Phase::new(
         "custodian: read the encrypted results",
         started.elapsed(),

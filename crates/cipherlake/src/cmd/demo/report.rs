@@ -14,7 +14,7 @@ use cipherlake_engine::script::query;
 use cipherlake_engine::session::{SessionOptions, new_session};
 
 use super::policy::{CUSTODIAN, NAME};
-use cipherlake_engine::encryption::CasKms;
+use crate::cmd::workload::cas_kms;
 
 /// The result files the job writes, with the query that shows them.
 const RESULTS: [(&str, &str); 2] = [
@@ -218,12 +218,11 @@ fn body(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-/// Reads the result files through the CAS KMS as `custodian`, a CAS client (for the KMS
-/// alone) signing as the policy's custodian user.
-pub async fn read_results(custodian: CasClient, results: &Path) -> anyhow::Result<String> {
-    let kms = CasKms::new(custodian).context("starting the CAS KMS client")?;
+/// Reads the result files through the CAS KMS as `custodian`, a CAS client signing as the
+/// policy's custodian user.
+pub async fn read_results(custodian: &CasClient, results: &Path) -> anyhow::Result<String> {
     let ctx = new_session(&SessionOptions {
-        kms: Some(std::sync::Arc::new(kms)),
+        kms: Some(cas_kms(custodian)?),
         ..SessionOptions::default()
     });
     let mut out = Vec::new();

@@ -93,14 +93,6 @@ impl Services {
         })
     }
 
-    /// A new client of the demo's CAS (its own connection pool).
-    pub fn new_client(&self) -> anyhow::Result<CasClient> {
-        Ok(CasClient::new(
-            &self.url,
-            cipherlake_cas::client::fingerprint(&self.server.tls_cert_der),
-        )?)
-    }
-
     /// The audit log, read as the operator.
     pub async fn audit_as_operator(&self) -> anyhow::Result<cipherlake_cas::audit::Export> {
         Ok(self.cas.audit_as_operator(&self.operator_token).await?)
