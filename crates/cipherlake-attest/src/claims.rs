@@ -18,6 +18,13 @@ pub enum Tee {
     Azure,
     /// Simulation mode: a report signed by a LAS platform key, no memory protection.
     Sim,
+    /// Azure confidential VM on SEV-SNP: an HCL report and a quote of the paravisor's vTPM.
+    AzureSnpVtpm,
+    /// Azure confidential VM on TDX: an HCL report, its TD quote and a vTPM quote.
+    AzureTdxVtpm,
+    /// A real TPM quote over an HCL report whose hardware part is a LAS sim report: the
+    /// vTPM path without memory protection, for tests and development.
+    SimVtpm,
 }
 
 impl Tee {
@@ -29,7 +36,15 @@ impl Tee {
             Tee::SevSnp => "sev-snp",
             Tee::Azure => "azure",
             Tee::Sim => "sim",
+            Tee::AzureSnpVtpm => "azure-snp-vtpm",
+            Tee::AzureTdxVtpm => "azure-tdx-vtpm",
+            Tee::SimVtpm => "sim-vtpm",
         }
+    }
+
+    /// Whether the evidence is a vTPM quote over an HCL report.
+    pub fn is_vtpm(self) -> bool {
+        matches!(self, Tee::AzureSnpVtpm | Tee::AzureTdxVtpm | Tee::SimVtpm)
     }
 }
 
@@ -49,8 +64,12 @@ impl std::str::FromStr for Tee {
             "sev-snp" | "snp" => Ok(Tee::SevSnp),
             "azure" | "maa" => Ok(Tee::Azure),
             "sim" => Ok(Tee::Sim),
+            "azure-snp-vtpm" => Ok(Tee::AzureSnpVtpm),
+            "azure-tdx-vtpm" => Ok(Tee::AzureTdxVtpm),
+            "sim-vtpm" => Ok(Tee::SimVtpm),
             other => Err(format!(
-                "unknown TEE {other:?} (expected sgx, tdx, sev-snp, azure or sim)"
+                "unknown TEE {other:?} (expected sgx, tdx, sev-snp, azure, sim, azure-snp-vtpm, \
+                 azure-tdx-vtpm or sim-vtpm)"
             )),
         }
     }
@@ -136,6 +155,29 @@ pub struct Claims {
     /// SEV-SNP-specific claims.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snp: Option<SnpClaims>,
+    /// vTPM claims (Azure confidential VMs, sim-vtpm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtpm: Option<VtpmClaims>,
+}
+
+/// Claims of vTPM evidence, beside the hardware report's claims. For vTPM evidence
+/// [`Claims::report_data`] is the nonce the TPM quote carries, zero-padded to 64 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VtpmClaims {
+    /// The TPM quote's extraData: the nonce, exactly.
+    #[serde(with = "hex_bytes")]
+    pub nonce: Vec<u8>,
+    /// The SHA-256 bank, PCR 0 to 23, as the quote commits to them.
+    #[serde(with = "hex_list")]
+    pub tpm_pcrs: Vec<Vec<u8>>,
+    /// The runtime claims' `vm-configuration`.
+    pub vm_configuration: serde_json::Value,
+    /// The runtime claims' `user-data`: what the guest wrote to NV index 0x01400002.
+    #[serde(with = "hex_bytes")]
+    pub user_data: Vec<u8>,
+    /// The hardware report's own report data (SHA-256 of the runtime claims, then padding).
+    #[serde(with = "hex_bytes")]
+    pub hardware_report_data: Vec<u8>,
 }
 
 /// Claims only a TDX quote carries.

@@ -387,6 +387,7 @@ fn claims_from(tee: Tee, verified: &dcap_qvl::QuoteClaims) -> Result<Claims, Ver
         timestamp: None,
         tdx: None,
         snp: None,
+        vtpm: None,
     };
     match &verified.report {
         Report::SgxEnclave(r) => {

@@ -158,6 +158,43 @@ pub enum VerifyError {
         /// Why it is invalid.
         reason: String,
     },
+    /// A TPM quote check failed.
+    #[error(transparent)]
+    Tpm(#[from] crate::tpm::quote::QuoteError),
+    /// The HCL report's header names another hardware report type than expected.
+    #[error("the HCL report's header says report type {found}, expected {expected}")]
+    HclReportType {
+        /// The type the verifier expects.
+        expected: u32,
+        /// The type the header names.
+        found: u32,
+    },
+    /// SHA-256 of the runtime claims is not what the verified hardware report binds.
+    #[error(
+        "the runtime claims hash to {runtime_claims}, but the verified hardware report binds {report_data}"
+    )]
+    RuntimeClaimsMismatch {
+        /// SHA-256 of the runtime claims, hex.
+        runtime_claims: String,
+        /// The hardware report's report data [0..32], hex.
+        report_data: String,
+    },
+    /// The runtime claims carry no usable attestation key.
+    #[error("attestation key: {reason}")]
+    AttestationKey {
+        /// Why it is missing or unusable.
+        reason: String,
+    },
+    /// The runtime claims' user data does not start with the nonce: the HCL report was made
+    /// for an earlier request.
+    #[error("the HCL report's user-data {user_data} does not start with the nonce (a stale report)")]
+    UserDataMismatch {
+        /// The user data found, hex.
+        user_data: String,
+    },
+    /// vTPM evidence needs the nonce its TPM quote must carry.
+    #[error("vTPM evidence is verified against a nonce; none was given")]
+    MissingNonce,
     /// The DCAP verifier refused the quote for a reason not classified above.
     #[error("quote rejected: {reason}")]
     QuoteRejected {

@@ -24,7 +24,9 @@ pub mod maa;
 pub mod sim;
 pub mod snp;
 pub mod time;
+pub mod tpm;
+pub mod vtpm;
 
-pub use claims::{Claims, SnpClaims, SnpPolicy, SnpTcb, TcbStatus, TdxClaims, Tee};
+pub use claims::{Claims, SnpClaims, SnpPolicy, SnpTcb, TcbStatus, TdxClaims, Tee, VtpmClaims};
 pub use error::VerifyError;
 pub use evidence::{Collateral, Evidence, Verifier, VerifyOptions, verify_binding};

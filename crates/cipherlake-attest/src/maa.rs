@@ -213,6 +213,7 @@ fn map_claims(payload: &Map<String, Value>) -> Result<Claims, VerifyError> {
         timestamp: numeric(payload, "iat")?,
         tdx: None,
         snp: None,
+        vtpm: None,
     };
     let c = tee_claims;
     match attestation_type {

@@ -256,5 +256,6 @@ pub fn verify_report(raw: &[u8], keys: &PlatformKeys) -> Result<Claims, VerifyEr
         timestamp: Some(report.timestamp),
         tdx: None,
         snp: None,
+        vtpm: None,
     })
 }

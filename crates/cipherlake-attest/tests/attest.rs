@@ -11,4 +11,5 @@ mod attest {
     mod maa;
     mod sim;
     mod snp;
+    mod vtpm;
 }

@@ -88,6 +88,7 @@ pub fn verify_report(
             committed_tcb: tcb(report.committed_tcb),
             launch_tcb: tcb(report.launch_tcb),
         }),
+        vtpm: None,
     })
 }
 

@@ -26,16 +26,21 @@ enum Command {
 
 #[derive(clap::Args)]
 struct VerifyArgs {
-    /// TEE that produced the evidence: sgx, tdx, sev-snp, azure or sim.
+    /// TEE that produced the evidence: sgx, tdx, sev-snp, azure, sim, azure-snp-vtpm,
+    /// azure-tdx-vtpm or sim-vtpm.
     #[arg(long, value_parser = clap::value_parser!(TeeArg))]
     tee: TeeArg,
     /// Evidence file, binary or hex: DCAP quote, SEV-SNP report, Azure Attestation token or
-    /// sim report.
+    /// sim report; for the vTPM kinds, the evidence JSON (CoCo trustee layouts 0, 1 and 2).
     file: PathBuf,
-    /// DCAP collateral as JSON (sgx, tdx).
+    /// The nonce the vTPM quote must carry, hex, at most 64 bytes (vTPM kinds).
+    #[arg(long, value_name = "HEX")]
+    nonce: Option<String>,
+    /// DCAP collateral as JSON (sgx, tdx; azure-tdx-vtpm for its TD quote).
     #[arg(long)]
     collateral: Option<PathBuf>,
-    /// VCEK or VLEK certificate, DER or PEM (sev-snp).
+    /// VCEK or VLEK certificate, DER or PEM (sev-snp; azure-snp-vtpm, where it replaces the
+    /// one the evidence carries).
     #[arg(long)]
     vcek: Option<PathBuf>,
     /// ASK/ARK certificate chain, PEM (sev-snp); default: AMD's built-in certificates.
@@ -81,15 +86,37 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         Some(at) => VerifyOptions::at(cipherlake_attest::time::parse_rfc3339(at)?),
         None => VerifyOptions::now(),
     };
-    let bytes = decode_binary_or_hex(&read(&args.file)?);
+    let raw = read(&args.file)?;
+    let bytes = if tee.is_vtpm() {
+        raw
+    } else {
+        decode_binary_or_hex(&raw)
+    };
+    let options = match (&args.nonce, tee.is_vtpm()) {
+        (Some(nonce), true) => options.with_nonce(
+            &hex::decode(nonce.trim()).with_context(|| format!("--nonce {nonce:?} is not hex"))?,
+        ),
+        (None, true) => bail!("--nonce HEX is required for {tee} evidence"),
+        (Some(_), false) => {
+            bail!("--nonce is for the vTPM kinds; {tee} evidence binds report data instead")
+        }
+        (None, false) => options,
+    };
     let mut evidence = Evidence::new(tee, bytes);
     let mut verifier = Verifier::new();
     match tee {
-        Tee::Sgx | Tee::Tdx => {
+        Tee::AzureSnpVtpm => {
+            if let Some(vcek) = &args.vcek {
+                let chain = args.chain.as_deref().map(read).transpose()?;
+                let collateral = SnpCollateral::new(&read(vcek)?, chain.as_deref())?;
+                evidence = evidence.with_collateral(Collateral::Snp(Arc::new(collateral)));
+            }
+        }
+        Tee::Sgx | Tee::Tdx | Tee::AzureTdxVtpm => {
             let path = args
                 .collateral
                 .as_deref()
-                .context("--collateral FILE is required for sgx and tdx quotes")?;
+                .with_context(|| format!("--collateral FILE is required for {tee} evidence"))?;
             let collateral = DcapCollateral::from_json(&read(path)?)?;
             evidence = evidence.with_collateral(Collateral::Dcap(Arc::new(collateral)));
         }
@@ -113,9 +140,9 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
                 .context("--issuer URL is required for azure tokens")?;
             verifier = verifier.with_maa(MaaTrust::new(&read(jwks)?, issuer)?);
         }
-        Tee::Sim => {
+        Tee::Sim | Tee::SimVtpm => {
             if args.platform_keys.is_empty() {
-                bail!("--platform-key HEX_OR_FILE is required for sim reports");
+                bail!("--platform-key HEX_OR_FILE is required for {tee} evidence");
             }
             for key in &args.platform_keys {
                 verifier = verifier.with_sim_platform_key(platform_key(key)?);
