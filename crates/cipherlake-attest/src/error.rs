@@ -71,6 +71,21 @@ pub enum VerifyError {
         /// Why.
         reason: String,
     },
+    /// The VCEK/VLEK is issued by the wrong kind of AMD key (a VLEK by an ASK, a VCEK by an
+    /// ASVK).
+    #[error("SEV-SNP signing key: {reason}")]
+    VekIssuer {
+        /// What issued what.
+        reason: String,
+    },
+    /// The report names another processor generation than its certificate's.
+    #[error("the SEV-SNP report is from a {report} part, its certificate from {certificate}")]
+    ProductMismatch {
+        /// The product the report's CPUID names.
+        report: String,
+        /// The product whose key issued the certificate.
+        certificate: String,
+    },
     /// A certificate or the platform TCB is revoked.
     #[error("revoked: {what}")]
     Revoked {

@@ -85,12 +85,13 @@ impl VerifyOptions {
 }
 
 /// Verifies evidence of every supported kind. Holds the trust configuration that is not part
-/// of the evidence: registered sim platform keys and the pinned Azure Attestation provider.
-/// Vendor roots (Intel, AMD) are built in.
+/// of the evidence: registered sim platform keys, the pinned Azure Attestation provider and
+/// AMD CRLs. Vendor roots (Intel, AMD) are built in.
 #[derive(Debug, Clone, Default)]
 pub struct Verifier {
     sim_platforms: sim::PlatformKeys,
     maa: Option<maa::MaaTrust>,
+    snp: snp::SnpTrust,
 }
 
 impl Verifier {
@@ -102,6 +103,13 @@ impl Verifier {
     /// Trusts sim reports signed by this LAS platform key.
     pub fn with_sim_platform_key(mut self, key: sim::PlatformPublicKey) -> Self {
         self.sim_platforms.insert(key);
+        self
+    }
+
+    /// Checks SEV-SNP chains against this AMD CRL too (VCEK or VLEK, any product: a CRL
+    /// applies to the ARK that signed it).
+    pub fn with_amd_crl(mut self, crl: snp::AmdCrl) -> Self {
+        self.snp = self.snp.with_crl(crl);
         self
     }
 
@@ -145,7 +153,7 @@ impl Verifier {
                         });
                     }
                 };
-                snp::verify_report(&evidence.bytes, collateral, options.at)
+                snp::verify_report(&evidence.bytes, collateral, &self.snp, options.at)
             }
             Tee::Azure => {
                 let trust = self.maa.as_ref().ok_or(VerifyError::MissingCollateral {
@@ -183,7 +191,7 @@ impl Verifier {
                             });
                         }
                     };
-                    snp::verify_report(hcl.hw_report, &collateral, at)
+                    snp::verify_report(hcl.hw_report, &collateral, &self.snp, at)
                 };
                 let claims = vtpm::verify(
                     Tee::AzureSnpVtpm,

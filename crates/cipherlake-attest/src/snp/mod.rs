@@ -5,11 +5,13 @@
 mod chain;
 mod report;
 pub mod roots;
+#[cfg(test)]
+mod chain_tests;
 
 use der::asn1::ObjectIdentifier;
 use p384::ecdsa::signature::Verifier as _;
 
-pub use chain::SnpCollateral;
+pub use chain::{AmdCrl, Root, SnpCollateral, SnpTrust};
 pub use report::{REPORT_LEN, SIGNED_LEN, SigningKey, SnpReport};
 
 use crate::{Claims, SnpClaims, SnpPolicy, SnpTcb, TcbStatus, Tee, VerifyError};
@@ -25,11 +27,12 @@ const OID_FMC_SPL: &str = "1.3.6.1.4.1.3704.1.3.9";
 pub fn verify_report(
     raw: &[u8],
     collateral: &SnpCollateral,
+    trust: &SnpTrust,
     at: u64,
 ) -> Result<Claims, VerifyError> {
     let report = SnpReport::parse(raw)?;
     let signing_key = report.signing_key()?;
-    let verified = chain::verify_chain(collateral, at)?;
+    let verified = chain::verify_chain(collateral, trust, signing_key, report.product()?, at)?;
     let turin = verified.product == "Turin";
     check_vek_matches(&report, collateral, signing_key, turin)?;
 
@@ -207,9 +210,8 @@ mod tests {
     fn builtin_roots_parse_and_asks_are_signed_by_their_arks() {
         let roots = chain::builtin_roots();
         assert_eq!(roots.len(), 3);
-        for (product, ark, ask) in roots {
-            chain::verify_issued_by(ark, ark).expect(product.name);
-            chain::verify_issued_by(ark, ask).expect(product.name);
+        for root in roots.iter() {
+            root.check_self_consistent().expect(root.product);
         }
     }
 

@@ -44,6 +44,8 @@ pub struct SnpReport {
     pub reported_tcb: u64,
     /// CPUID family (v3+, zero before).
     pub cpuid_family: u8,
+    /// CPUID model (v3+, zero before).
+    pub cpuid_model: u8,
     /// Chip id.
     pub chip_id: [u8; 64],
     /// Committed TCB.
@@ -66,6 +68,23 @@ pub enum SigningKey {
 }
 
 impl SnpReport {
+    /// The processor generation the report names (v3 and later carry the CPUID family and
+    /// model): `Ok(None)` when it names none, an error for a part with no AMD root here.
+    pub fn product(&self) -> Result<Option<&'static str>, VerifyError> {
+        match (self.version, self.cpuid_family, self.cpuid_model) {
+            (..3, _, _) | (_, 0, _) => Ok(None),
+            (_, 0x19, 0x00..=0x0f) => Ok(Some("Milan")),
+            (_, 0x19, 0x10..=0x1f | 0xa0..=0xaf) => Ok(Some("Genoa")),
+            (_, 0x1a, 0x00..=0x11) => Ok(Some("Turin")),
+            (_, family, model) => Err(VerifyError::UntrustedRoot {
+                what: "SEV-SNP".into(),
+                reason: format!(
+                    "the report is from CPU family {family:#x} model {model:#x}, which has no AMD root here"
+                ),
+            }),
+        }
+    }
+
     /// Parses a report. Exactly [`REPORT_LEN`] bytes are expected.
     pub fn parse(raw: &[u8]) -> Result<Self, VerifyError> {
         if raw.len() != REPORT_LEN {
@@ -124,6 +143,7 @@ impl SnpReport {
             author_key_digest: r.array(0x110),
             reported_tcb: r.u64(0x180),
             cpuid_family: r.array::<1>(0x188)[0],
+            cpuid_model: r.array::<1>(0x189)[0],
             chip_id: r.array(0x1A0),
             committed_tcb: r.u64(0x1E0),
             launch_tcb: r.u64(0x1F0),

@@ -133,7 +133,12 @@ fn snp_report_parser_never_panics() {
         .expect("collateral"),
     );
     fuzz("snp-verify", &[snp_report()], 40, |input| {
-        let _ = cipherlake_attest::snp::verify_report(input, &collateral, july_2025());
+        let _ = cipherlake_attest::snp::verify_report(
+            input,
+            &collateral,
+            &cipherlake_attest::snp::SnpTrust::default(),
+            july_2025(),
+        );
     });
 }
 

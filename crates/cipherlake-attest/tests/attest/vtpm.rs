@@ -476,3 +476,42 @@ fn quote_message(nonce: &[u8], selection: &[(u16, Vec<u8>)], digest: &[u8]) -> V
     m
 }
 
+
+#[test]
+fn a_vcek_from_the_other_product_line_is_refused() {
+    // Genoa evidence with the Milan sample's VCEK: the report's CPUID says Genoa.
+    let milan = VtpmEvidence::parse(&azure("snp-milan-evidence-v0.json")).expect("milan");
+    let collateral = cipherlake_attest::snp::SnpCollateral::new(
+        milan.vcek.as_deref().expect("vcek"),
+        None,
+    )
+    .expect("vcek");
+    let nonce = hex::decode(GENOA_NONCE).expect("hex");
+    let err = Verifier::new()
+        .verify(
+            &Evidence::new(Tee::AzureSnpVtpm, azure("snp-genoa-evidence-v0.json"))
+                .with_collateral(cipherlake_attest::Collateral::Snp(std::sync::Arc::new(
+                    collateral,
+                ))),
+            &VerifyOptions::now().with_nonce(&nonce),
+        )
+        .expect_err("Milan VCEK for a Genoa report");
+    assert_eq!(
+        err,
+        VerifyError::ProductMismatch {
+            report: "Genoa".into(),
+            certificate: "Milan".into()
+        }
+    );
+}
+
+#[test]
+fn an_expired_vcek_is_refused() {
+    let err = Verifier::new()
+        .verify(
+            &Evidence::new(Tee::AzureSnpVtpm, azure("snp-milan-evidence-v0.json")),
+            &VerifyOptions::at(at("2033-01-01T00:00:00Z")).with_nonce(CHALLENGE),
+        )
+        .expect_err("VCEK expired in 2032");
+    assert!(matches!(err, VerifyError::CollateralExpired { .. }), "{err}");
+}
