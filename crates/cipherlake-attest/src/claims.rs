@@ -42,6 +42,11 @@ impl Tee {
         }
     }
 
+    /// Whether the evidence comes without memory protection (a LAS signed its hardware part).
+    pub fn is_sim(self) -> bool {
+        matches!(self, Tee::Sim | Tee::SimVtpm)
+    }
+
     /// Whether the evidence is a vTPM quote over an HCL report.
     pub fn is_vtpm(self) -> bool {
         matches!(self, Tee::AzureSnpVtpm | Tee::AzureTdxVtpm | Tee::SimVtpm)

@@ -11,5 +11,6 @@ mod attest {
     mod maa;
     mod sim;
     mod snp;
+    mod tpm;
     mod vtpm;
 }

@@ -120,6 +120,15 @@ pub enum Reason {
         /// The evidence's TEE.
         tee: Tee,
     },
+    /// A PCR the service pins has another value in the evidence (or the evidence has no PCRs).
+    PcrMismatch {
+        /// The PCR index.
+        index: u8,
+        /// The pinned value, hex.
+        expected: String,
+        /// The evidence's value, hex (none for evidence without PCRs).
+        found: Option<String>,
+    },
     /// Sim evidence from a LAS platform key the policy or service does not list.
     PlatformNotAllowed {
         /// The platform key, if the evidence names one.
@@ -193,6 +202,7 @@ impl Reason {
             Reason::JobMissing => "job-missing",
             Reason::JobNotAllowed { .. } => "job-not-allowed",
             Reason::EvidenceTooOld { .. } => "evidence-too-old",
+            Reason::PcrMismatch { .. } => "pcr-mismatch",
         }
     }
 }
@@ -210,6 +220,15 @@ impl fmt::Display for Reason {
             Reason::UnknownService { service } => {
                 write!(f, "the policy has no service {service:?}")
             }
+            Reason::PcrMismatch {
+                index,
+                expected,
+                found,
+            } => write!(
+                f,
+                "PCR {index} is {}, the service requires {expected}",
+                optional(found)
+            ),
             Reason::TeeNotAllowed { tee: Tee::Sim, .. } => f.write_str(
                 "simulation mode (no memory protection) is not accepted: the policy does not list sim",
             ),
@@ -401,7 +420,9 @@ fn platform_checks(policy: &Policy, claims: &Claims, now: u64, reasons: &mut Vec
             });
         }
     }
-    if claims.tcb_status == TcbStatus::NotEvaluated && matches!(claims.tee, Tee::Sgx | Tee::Tdx) {
+    if claims.tcb_status == TcbStatus::NotEvaluated
+        && matches!(claims.tee, Tee::Sgx | Tee::Tdx | Tee::AzureTdxVtpm)
+    {
         reasons.push(Reason::TcbNotEvaluated { tee: claims.tee });
     }
     if let (Some(max), Some(timestamp)) = (attestation.max_evidence_age, claims.timestamp) {
@@ -420,7 +441,7 @@ fn platform_key_check(
     claims: &Claims,
     reasons: &mut Vec<Reason>,
 ) {
-    if claims.tee != Tee::Sim {
+    if !claims.tee.is_sim() {
         return;
     }
     let platform = claims
@@ -481,6 +502,19 @@ fn service_checks(
             minimum,
             found: claims.svn,
         });
+    }
+    for (index, expected) in &service.pcrs {
+        let found = claims
+            .vtpm
+            .as_ref()
+            .and_then(|v| v.tpm_pcrs.get(usize::from(*index)));
+        if found != Some(&expected.bytes) {
+            reasons.push(Reason::PcrMismatch {
+                index: *index,
+                expected: hex::encode(&expected.bytes),
+                found: found.map(hex::encode),
+            });
+        }
     }
     match request.job_hash {
         None if !service.jobs.is_empty() => reasons.push(Reason::JobMissing),

@@ -73,7 +73,8 @@ impl<'de, T: Keyword> Deserialize<'de> for Named<T> {
 }
 
 impl Keyword for Tee {
-    const EXPECTED: &'static str = "sim, sgx, tdx, sev-snp or azure";
+    const EXPECTED: &'static str =
+        "sim, sgx, tdx, sev-snp, azure, azure-snp-vtpm, azure-tdx-vtpm or sim-vtpm";
 
     fn parse(word: &str) -> Option<Self> {
         word.parse().ok()

@@ -97,6 +97,10 @@ pub struct Service {
     /// list, which also applies).
     #[serde(default)]
     pub platforms: Vec<PublicKey>,
+    /// vTPM kinds only: required SHA-256 PCR values by PCR index (0 to 23), for example 4, 7
+    /// and 11 for the boot chain or 8 for init data. Evidence without PCRs is refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pcrs: BTreeMap<u8, Digest>,
     /// Allow-listed job-file hashes (`sha256:HEX`). Empty: the service runs without a job file
     /// and a request naming one is refused.
     #[serde(default)]

@@ -1,6 +1,6 @@
 //! Semantic validation: everything the schema cannot say, every problem reported at once.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use base64::Engine as _;
@@ -80,8 +80,21 @@ pub enum IssueKind {
     #[error("a service must list at least one measurement or signer")]
     NoCodeIdentity,
     /// Platform keys listed although `sim` is not an accepted TEE.
-    #[error("platforms are LAS keys for sim evidence, but attestation.tees does not list sim")]
+    #[error(
+        "platforms are LAS keys for sim evidence, but attestation.tees lists neither sim nor sim-vtpm"
+    )]
     PlatformsWithoutSim,
+    /// PCR values pinned although no vTPM evidence kind is accepted.
+    #[error(
+        "PCRs are vTPM values, but attestation.tees lists no azure-snp-vtpm, azure-tdx-vtpm or sim-vtpm"
+    )]
+    PcrsWithoutVtpm,
+    /// A PCR index outside the bank.
+    #[error("PCR index {0} is outside 0 to 23")]
+    PcrIndex(u8),
+    /// A PCR value that is not a SHA-256 value.
+    #[error("PCR values are of the SHA-256 bank (32 bytes), found {0}")]
+    PcrNotSha256(String),
     /// A zero that would refuse everything.
     #[error("must be at least 1")]
     Zero,
@@ -416,7 +429,34 @@ impl Checker<'_> {
             .attestation
             .tees
             .iter()
-            .any(|tee| tee.known() == Some(cipherlake_attest::Tee::Sim))
+            .any(|tee| tee.known().is_some_and(cipherlake_attest::Tee::is_sim))
+    }
+
+    fn vtpm_listed(&self) -> bool {
+        self.spec
+            .attestation
+            .tees
+            .iter()
+            .any(|tee| tee.known().is_some_and(cipherlake_attest::Tee::is_vtpm))
+    }
+
+    fn pcrs(&mut self, path: &FieldPath, pcrs: &BTreeMap<u8, Digest>) {
+        if !pcrs.is_empty() && !self.vtpm_listed() {
+            self.report(path.clone(), IssueKind::PcrsWithoutVtpm);
+        }
+        for (index, value) in pcrs {
+            let at = path.key(index.to_string());
+            if *index > 23 {
+                self.report(at.clone(), IssueKind::PcrIndex(*index));
+            }
+            if value.bytes.len() != 32
+                || value
+                    .algorithm
+                    .is_some_and(|a| a != DigestAlgorithm::Sha256)
+            {
+                self.report(at, IssueKind::PcrNotSha256(value.to_string()));
+            }
+        }
     }
 
     fn platforms(&mut self, path: &FieldPath, keys: &[crate::keys::PublicKey]) {
@@ -498,6 +538,7 @@ impl Checker<'_> {
             }
         }
         self.platforms(&path.key("platforms"), &service.platforms);
+        self.pcrs(&path.key("pcrs"), &service.pcrs);
         if let Named::Unknown(word) = &service.console {
             self.report(
                 path.key("console"),

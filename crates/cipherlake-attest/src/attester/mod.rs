@@ -1,15 +1,23 @@
 //! Attesters: collect evidence binding 64 bytes of report data on the platform we run on.
 
 mod gramine;
+mod ioctl;
+mod sev_guest;
+mod tdx_guest;
 mod tsm;
+mod vtpm;
 
 use std::path::PathBuf;
 
 pub use gramine::GramineAttester;
+pub use sev_guest::{DEFAULT_SEV_GUEST_DEVICE, SevGuestAttester, SevGuestEvidence};
+pub use tdx_guest::{DEFAULT_TDX_GUEST_DEVICE, TDREPORT_LEN, TdxGuestAttester};
 pub use tsm::TsmAttester;
+pub use vtpm::{AK_HANDLE, HCL_REPORT_INDEX, HclSource, REPORT_DATA_INDEX, VtpmAttester};
 
 use crate::Evidence;
 use crate::las::LasError;
+use crate::tpm::device::{DEFAULT_TPM, Tpm, TpmPath};
 
 /// Default configfs-tsm report directory.
 pub const DEFAULT_TSM_ROOT: &str = "/sys/kernel/config/tsm/report";
@@ -48,6 +56,16 @@ pub enum AttestError {
 pub struct DetectConfig {
     /// configfs-tsm report directory.
     pub tsm_root: PathBuf,
+    /// The SEV-SNP guest device.
+    pub sev_guest: PathBuf,
+    /// The TDX guest device.
+    pub tdx_guest: PathBuf,
+    /// The TPM, when chosen explicitly (`None`: look at [`DEFAULT_TPM`] for an Azure vTPM).
+    /// An explicit TPM beside a LAS socket means sim-vtpm.
+    pub tpm: Option<TpmPath>,
+    /// Where the VCEK or TD quote of an Azure confidential VM comes from (none by default:
+    /// evidence then carries no VCEK, and TDX cannot attest).
+    pub platform_endpoint: Option<String>,
     /// Gramine's attestation directory.
     pub gramine_root: PathBuf,
     /// LAS socket for simulation mode.
@@ -58,6 +76,10 @@ impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
             tsm_root: DEFAULT_TSM_ROOT.into(),
+            sev_guest: DEFAULT_SEV_GUEST_DEVICE.into(),
+            tdx_guest: DEFAULT_TDX_GUEST_DEVICE.into(),
+            tpm: None,
+            platform_endpoint: None,
             gramine_root: DEFAULT_GRAMINE_ROOT.into(),
             las_socket: DEFAULT_LAS_SOCKET.into(),
         }
@@ -69,6 +91,10 @@ impl Default for DetectConfig {
 pub enum Attester {
     /// Linux configfs-tsm (SEV-SNP and TDX guests).
     ConfigfsTsm(TsmAttester),
+    /// `/dev/sev-guest` (SEV-SNP guests without configfs-tsm, AKS confidential containers).
+    SevGuest(SevGuestAttester),
+    /// A vTPM: an Azure confidential VM's, or sim-vtpm's (the LAS makes the HCL report).
+    Vtpm(VtpmAttester),
     /// Gramine's `/dev/attestation` (SGX DCAP).
     Gramine(GramineAttester),
     /// The LAS (simulation mode).
@@ -87,6 +113,12 @@ impl Attester {
                 let data = *report_data;
                 blocking(move || t.attest(&data)).await
             }
+            Attester::SevGuest(a) => {
+                let a = a.clone();
+                let data = *report_data;
+                blocking(move || a.attest(&data)).await
+            }
+            Attester::Vtpm(v) => v.attest(report_data).await,
             Attester::Gramine(g) => {
                 let g = g.clone();
                 let data = *report_data;
@@ -105,7 +137,15 @@ async fn blocking(
         .map_err(|e| AttestError::Interface(format!("attester task failed: {e}")))?
 }
 
-/// Finds the first available interface: configfs-tsm, then Gramine, then the LAS.
+/// Finds the first available interface, in this order, naming every place it looked:
+///
+/// 1. configfs-tsm (SEV-SNP and TDX guests, Linux 6.7+);
+/// 2. `/dev/sev-guest` (SEV-SNP guests without configfs-tsm);
+/// 3. `/dev/tdx_guest` is noted, not used: a TDREPORT becomes a quote only through
+///    configfs-tsm, which step 1 prefers;
+/// 4. an Azure vTPM: the TPM (`/dev/tpmrm0` unless chosen) holding the HCL report index;
+/// 5. Gramine's `/dev/attestation` (SGX);
+/// 6. the LAS socket: sim-vtpm when a TPM was chosen explicitly, else sim.
 pub fn detect(config: &DetectConfig) -> Result<Attester, AttestError> {
     let mut looked_for = Vec::new();
     if config.tsm_root.is_dir() {
@@ -115,6 +155,32 @@ pub fn detect(config: &DetectConfig) -> Result<Attester, AttestError> {
         "configfs-tsm at {} (not a directory)",
         config.tsm_root.display()
     ));
+    if config.sev_guest.exists() {
+        return Ok(Attester::SevGuest(SevGuestAttester::new(&config.sev_guest)));
+    }
+    looked_for.push(format!("SEV-SNP guest device {} (absent)", config.sev_guest.display()));
+    looked_for.push(if config.tdx_guest.exists() {
+        format!(
+            "TDX guest device {} (present, but without configfs-tsm its TDREPORT cannot become a quote)",
+            config.tdx_guest.display()
+        )
+    } else {
+        format!("TDX guest device {} (absent)", config.tdx_guest.display())
+    });
+    let tpm = config
+        .tpm
+        .clone()
+        .unwrap_or_else(|| TpmPath::Device(DEFAULT_TPM.into()));
+    match azure_vtpm(&tpm) {
+        Ok(()) => {
+            let mut attester = VtpmAttester::new(tpm, HclSource::Nv);
+            if let Some(endpoint) = &config.platform_endpoint {
+                attester = attester.with_platform_endpoint(endpoint.clone());
+            }
+            return Ok(Attester::Vtpm(attester));
+        }
+        Err(reason) => looked_for.push(format!("Azure vTPM at {tpm} ({reason})")),
+    }
     match GramineAttester::probe(&config.gramine_root) {
         Ok(g) => return Ok(Attester::Gramine(g)),
         Err(reason) => looked_for.push(format!(
@@ -123,8 +189,14 @@ pub fn detect(config: &DetectConfig) -> Result<Attester, AttestError> {
         )),
     }
     if is_socket(&config.las_socket) {
-        return Ok(Attester::Sim {
-            socket: config.las_socket.clone(),
+        return Ok(match &config.tpm {
+            Some(tpm) => Attester::Vtpm(VtpmAttester::new(
+                tpm.clone(),
+                HclSource::Las(config.las_socket.clone()),
+            )),
+            None => Attester::Sim {
+                socket: config.las_socket.clone(),
+            },
         });
     }
     looked_for.push(format!(
@@ -132,6 +204,19 @@ pub fn detect(config: &DetectConfig) -> Result<Attester, AttestError> {
         config.las_socket.display()
     ));
     Err(AttestError::NoneAvailable { looked_for })
+}
+
+/// Whether `tpm` is an Azure vTPM: reachable, with an HCL report at its NV index.
+fn azure_vtpm(tpm: &TpmPath) -> Result<(), String> {
+    if let TpmPath::Device(path) = tpm
+        && !path.exists()
+    {
+        return Err("absent".into());
+    }
+    let mut tpm = Tpm::open(tpm).map_err(|e| e.to_string())?;
+    tpm.nv_size(HCL_REPORT_INDEX)
+        .map(|_| ())
+        .map_err(|_| format!("no HCL report at NV index {HCL_REPORT_INDEX:#x}"))
 }
 
 fn is_socket(path: &std::path::Path) -> bool {

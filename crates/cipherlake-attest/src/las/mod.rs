@@ -30,13 +30,16 @@ use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
 
-pub use client::request_report;
+pub use client::{request_hcl_report, request_report};
 pub use key::{init_key, load_key};
 pub use measure::hash_file;
 
 use crate::sim::PlatformKey;
 use measure::{Executable, Measurer};
-use protocol::{Reply, Request};
+use protocol::{Reply, ReportKind, Request};
+
+use crate::tpm::device::{Tpm, TpmPath};
+use crate::vtpm::{HclReport, ReportType, runtime_claims};
 
 /// How long a client has to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,6 +94,8 @@ struct State {
     key: PlatformKey,
     svn: u32,
     measurer: Measurer,
+    /// sim-vtpm: the TPM whose attestation key and user data the HCL reports carry.
+    tpm: Option<TpmPath>,
     /// Test seam: called with the peer's pid after the measurement at accept, before the
     /// request is read.
     #[cfg(test)]
@@ -126,6 +131,7 @@ impl Las {
                 key: platform_key,
                 svn: 0,
                 measurer: Measurer::default(),
+                tpm: None,
                 #[cfg(test)]
                 after_accept: None,
             }),
@@ -136,6 +142,15 @@ impl Las {
     pub fn with_svn(mut self, svn: u32) -> Self {
         if let Some(state) = Arc::get_mut(&mut self.state) {
             state.svn = svn;
+        }
+        self
+    }
+
+    /// Also makes sim-vtpm HCL reports over this TPM's attestation key (persistent handle
+    /// 0x81000003) and the user data written to its NV index 0x01400002.
+    pub fn with_tpm(mut self, tpm: TpmPath) -> Self {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.tpm = Some(tpm);
         }
         self
     }
@@ -194,10 +209,19 @@ impl State {
             .map_err(|e| format!("bad request frame: {e}"))?;
         let request: Request =
             serde_json::from_slice(&frame).map_err(|e| format!("bad request: {e}"))?;
-        let report_data: [u8; 64] = hex::decode(request.report_data.trim())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or("report_data must be 128 hex digits (64 bytes)")?;
+        let vtpm = match request.kind {
+            ReportKind::Sim => None,
+            ReportKind::SimVtpm => Some(self.tpm_state().await?),
+        };
+        let report_data: [u8; 64] = match &vtpm {
+            Some(state) => state.report_data(),
+            None => request
+                .report_data
+                .as_deref()
+                .and_then(|text| hex::decode(text.trim()).ok())
+                .and_then(|b| b.try_into().ok())
+                .ok_or("report_data must be 128 hex digits (64 bytes)")?,
+        };
         let before_signing = self
             .measurer
             .measure(pid)
@@ -205,12 +229,63 @@ impl State {
             .map_err(|e| format!("cannot measure process {pid} before signing: {e}"))?;
         same_executable(&at_accept, &before_signing)
             .map_err(|reason| format!("process {pid}: {reason}"))?;
-        Ok(self.key.sign_report(
+        let report = self.key.sign_report(
             before_signing.hash,
             report_data,
             self.svn,
             crate::time::now_unix(),
-        ))
+        );
+        match vtpm {
+            None => Ok(report),
+            Some(state) => HclReport::build(ReportType::Sim, &report, &state.runtime_claims),
+        }
+    }
+
+    /// Reads what a sim-vtpm report carries from the TPM.
+    async fn tpm_state(&self) -> Result<SimVtpmClaims, String> {
+        let tpm = self
+            .tpm
+            .clone()
+            .ok_or("this LAS makes no sim-vtpm reports: it was started without a TPM")?;
+        tokio::task::spawn_blocking(move || {
+            let fail = |e: crate::tpm::device::TpmError| format!("sim-vtpm: {e}");
+            let mut device = Tpm::open(&tpm).map_err(fail)?;
+            let user_data = device
+                .nv_read(crate::attester::REPORT_DATA_INDEX)
+                .map_err(fail)?;
+            let (modulus, exponent) = device
+                .rsa_public(crate::attester::AK_HANDLE)
+                .map_err(fail)?;
+            let vm_configuration = serde_json::json!({
+                "sim-vtpm": true,
+                "tpm": tpm.to_string(),
+            });
+            Ok(SimVtpmClaims {
+                runtime_claims: runtime_claims::document(
+                    &modulus,
+                    &exponent,
+                    &vm_configuration,
+                    &user_data,
+                ),
+            })
+        })
+        .await
+        .map_err(|e| format!("sim-vtpm task failed: {e}"))?
+    }
+}
+
+/// The runtime claims of a sim-vtpm report, as the paravisor would write them.
+struct SimVtpmClaims {
+    runtime_claims: Vec<u8>,
+}
+
+impl SimVtpmClaims {
+    /// The hardware report binds SHA-256 of the runtime claims, then zeros (as on Azure).
+    fn report_data(&self) -> [u8; 64] {
+        use sha2::Digest as _;
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&sha2::Sha256::digest(&self.runtime_claims));
+        out
     }
 }
 

@@ -1,21 +1,39 @@
 //! The LAS wire protocol: one request and one reply per connection, each a frame of a 4-byte
 //! big-endian length followed by that many bytes of JSON.
 //!
-//! * request: `{"report_data": "<128 hex digits>"}` (other fields are ignored; in particular a
-//!   client cannot supply its measurement)
-//! * reply: `{"report": "<hex sim report>"}` or `{"error": "<reason>"}`
+//! * request: `{"report_data": "<128 hex digits>"}` for a sim report, or
+//!   `{"kind": "sim-vtpm"}` for a sim-vtpm HCL report (the LAS reads the user data and the
+//!   attestation key from its TPM). Other fields are ignored; in particular a client cannot
+//!   supply its measurement.
+//! * reply: `{"report": "<hex report>"}` or `{"error": "<reason>"}`
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Largest frame either side accepts.
-pub const MAX_FRAME: usize = 4096;
+/// Largest frame either side accepts (a hex HCL report is 5200 bytes).
+pub const MAX_FRAME: usize = 16384;
 
 /// A request for a report.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Request {
-    /// The 64 bytes to bind, hex.
-    pub report_data: String,
+    /// What to report.
+    #[serde(default)]
+    pub kind: ReportKind,
+    /// Sim: the 64 bytes to bind, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_data: Option<String>,
+}
+
+/// The kinds of report a LAS makes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReportKind {
+    /// A sim report over the request's report data.
+    #[default]
+    Sim,
+    /// An HCL report whose hardware part is a sim report over runtime claims carrying the
+    /// TPM's attestation key and the user data written to NV index 0x01400002.
+    SimVtpm,
 }
 
 /// The reply: a report or an error.

@@ -6,6 +6,7 @@ use cipherlake_attest::Tee;
 use cipherlake_attest::attester::{
     AttestError, Attester, DetectConfig, GramineAttester, TsmAttester, detect,
 };
+use cipherlake_attest::tpm::device::TpmPath;
 
 const REPORT_DATA: [u8; 64] = [0x42; 64];
 
@@ -80,24 +81,37 @@ fn gramine_collects_a_quote() {
 #[tokio::test]
 async fn detect_prefers_tsm_then_gramine_and_lists_what_it_looked_for() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = DetectConfig {
+    let mut config = DetectConfig {
         tsm_root: dir.path().join("tsm"),
+        sev_guest: dir.path().join("sev-guest"),
+        tdx_guest: dir.path().join("tdx_guest"),
+        tpm: Some(TpmPath::Device(dir.path().join("tpmrm0"))),
+        platform_endpoint: None,
         gramine_root: dir.path().join("attestation"),
         las_socket: dir.path().join("las.sock"),
     };
     let err = detect(&config).expect_err("nothing available");
     match &err {
         AttestError::NoneAvailable { looked_for } => {
-            assert_eq!(looked_for.len(), 3);
+            assert_eq!(looked_for.len(), 6, "{looked_for:?}");
             let message = err.to_string();
-            assert!(
-                message.contains("configfs-tsm")
-                    && message.contains("Gramine")
-                    && message.contains("LAS")
-            );
+            for place in ["configfs-tsm", "SEV-SNP guest", "TDX guest", "Azure vTPM", "Gramine", "LAS"] {
+                assert!(message.contains(place), "{place}: {message}");
+            }
         }
         other => panic!("unexpected {other}"),
     }
+    // A TDX guest device alone is noted but cannot quote.
+    std::fs::write(&config.tdx_guest, b"").expect("tdx device");
+    let err = detect(&config).expect_err("a TDREPORT is no quote");
+    assert!(err.to_string().contains("cannot become a quote"), "{err}");
+
+    // The LAS: sim-vtpm when a TPM was chosen, sim otherwise.
+    let _listener = std::os::unix::net::UnixListener::bind(&config.las_socket).expect("socket");
+    assert!(matches!(detect(&config), Ok(Attester::Vtpm(_))));
+    let chosen_tpm = config.tpm.take();
+    assert!(matches!(detect(&config), Ok(Attester::Sim { .. })));
+    config.tpm = chosen_tpm;
 
     std::fs::create_dir(&config.gramine_root).expect("gramine dir");
     fake_gramine(&config.gramine_root, "dcap");
@@ -105,6 +119,9 @@ async fn detect_prefers_tsm_then_gramine_and_lists_what_it_looked_for() {
     assert!(matches!(attester, Attester::Gramine(_)));
     let evidence = attester.attest(&REPORT_DATA).await.expect("quote");
     assert_eq!(evidence.tee, Tee::Sgx);
+
+    std::fs::write(&config.sev_guest, b"").expect("sev-guest device");
+    assert!(matches!(detect(&config), Ok(Attester::SevGuest(_))));
 
     std::fs::create_dir(&config.tsm_root).expect("tsm dir");
     assert!(matches!(detect(&config), Ok(Attester::ConfigfsTsm(_))));

@@ -8,7 +8,7 @@ use cipherlake_attest::dcap::DcapCollateral;
 use cipherlake_attest::encoding::decode_binary_or_hex;
 use cipherlake_attest::maa::MaaTrust;
 use cipherlake_attest::sim::PlatformPublicKey;
-use cipherlake_attest::snp::SnpCollateral;
+use cipherlake_attest::snp::{AmdCrl, SnpCollateral};
 use cipherlake_attest::{Collateral, Evidence, Tee, Verifier, VerifyOptions};
 
 /// Work with TEE attestation evidence.
@@ -46,6 +46,10 @@ struct VerifyArgs {
     /// ASK/ARK certificate chain, PEM (sev-snp); default: AMD's built-in certificates.
     #[arg(long)]
     chain: Option<PathBuf>,
+    /// AMD CRL, DER or PEM, as KDS serves it at /vcek/v1/{product}/crl or /vlek/v1/{product}/crl
+    /// (sev-snp, azure-snp-vtpm); a revoked ASK or ASVK is refused. Repeat for several.
+    #[arg(long = "crl", value_name = "FILE")]
+    crls: Vec<PathBuf>,
     /// Pinned JWKS of the attestation provider, as served at https://<provider>/certs (azure).
     #[arg(long)]
     jwks: Option<PathBuf>,
@@ -104,6 +108,13 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     };
     let mut evidence = Evidence::new(tee, bytes);
     let mut verifier = Verifier::new();
+    if !args.crls.is_empty() && !matches!(tee, Tee::SevSnp | Tee::AzureSnpVtpm) {
+        bail!("--crl is for AMD CRLs (sev-snp, azure-snp-vtpm), not {tee} evidence");
+    }
+    for path in &args.crls {
+        let crl = AmdCrl::parse(&read(path)?).with_context(|| path.display().to_string())?;
+        verifier = verifier.with_amd_crl(crl);
+    }
     match tee {
         Tee::AzureSnpVtpm => {
             if let Some(vcek) = &args.vcek {

@@ -149,3 +149,74 @@ fn las_init_key_prints_the_public_key_and_keeps_the_file_private() {
         "an existing key is never overwritten"
     );
 }
+
+#[test]
+fn azure_confidential_vm_evidence_verifies_with_its_nonce() {
+    let milan = fixture("azure-vtpm/snp-milan-evidence-v0.json");
+    let c = claims(&[
+        "evidence",
+        "verify",
+        "--tee",
+        "azure-snp-vtpm",
+        &milan,
+        "--nonce",
+        "6368616c6c656e6765",
+    ]);
+    assert_eq!(c["tee"], "azure-snp-vtpm");
+    assert_eq!(
+        c["vtpm"]["tpm_pcrs"][0],
+        "e15c44796beabf46abcec7c57e590942041e47497e4ec27571c8b7664f48dced"
+    );
+    assert_eq!(c["snp"]["product"], "Milan");
+    let genoa = fixture("azure-vtpm/snp-genoa-evidence-v0.json");
+    let c = claims(&[
+        "evidence",
+        "verify",
+        "--tee",
+        "azure-snp-vtpm",
+        &genoa,
+        "--nonce",
+        "0218488bae25d2509232bf676f1a66a30d7372add909109b36016ef136f2938ca05475f8b46094de6b64270ea35d950f",
+    ]);
+    assert_eq!(c["snp"]["product"], "Genoa");
+
+    let err = fails(&[
+        "evidence",
+        "verify",
+        "--tee",
+        "azure-snp-vtpm",
+        &milan,
+        "--nonce",
+        "6368616c6c656e6766",
+    ]);
+    assert!(err.contains("is not the nonce"), "{err}");
+    let err = fails(&["evidence", "verify", "--tee", "azure-snp-vtpm", &milan]);
+    assert!(err.contains("--nonce HEX is required"), "{err}");
+    // The TDX sample's TD quote needs DCAP collateral, which does not ship with it.
+    let tdx = fixture("azure-vtpm/tdx-evidence-v1.json");
+    let err = fails(&[
+        "evidence", "verify", "--tee", "azure-tdx-vtpm", &tdx, "--nonce", "6368616c6c656e6765",
+    ]);
+    assert!(err.contains("--collateral FILE is required"), "{err}");
+}
+
+#[test]
+fn an_amd_crl_is_checked_when_given() {
+    let crl = format!(
+        "{}/../cipherlake-attest/tests/data/snp-test-pki/crl-empty.der",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    // A CRL naming AMD's Milan ARK but not signed by it.
+    let err = fails(&[
+        "evidence",
+        "verify",
+        "--tee",
+        "azure-snp-vtpm",
+        &fixture("azure-vtpm/snp-milan-evidence-v0.json"),
+        "--nonce",
+        "6368616c6c656e6765",
+        "--crl",
+        &crl,
+    ]);
+    assert!(err.contains("bad signature over the AMD Milan CRL"), "{err}");
+}
