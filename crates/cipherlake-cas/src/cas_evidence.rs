@@ -90,9 +90,10 @@ pub fn check(
     expectation: &Expectation,
 ) -> Result<Claims, CasError> {
     let evidence = crate::evidence::decode(evidence)?;
+    let expected = report_data(nonce, &certificate_spki(presented_cert_der)?);
     let claims = expectation
         .verifier
-        .verify(&evidence, &VerifyOptions::now())
+        .verify(&evidence, &VerifyOptions::now().with_nonce(&expected))
         .map_err(|e| CasError::Denied(vec![format!("evidence-invalid: {e}")]))?;
     let mut reasons = Vec::new();
     if claims.measurement != expectation.measurement {
@@ -102,7 +103,6 @@ pub fn check(
             hex::encode(&expectation.measurement)
         ));
     }
-    let expected = report_data(nonce, &certificate_spki(presented_cert_der)?);
     if verify_binding(&claims, &expected).is_err() {
         reasons.push(
             "report-data-mismatch: the evidence does not bind this nonce and the TLS key this connection presented"

@@ -178,7 +178,8 @@ pub async fn las_evidence(socket: &Path, report_data: [u8; 64]) -> Result<Eviden
     attester_evidence(&attester, report_data).await
 }
 
-/// Evidence from `attester` (configfs-tsm, Gramine or the LAS) for `report_data`.
+/// Evidence from `attester` (configfs-tsm, /dev/sev-guest, a vTPM, Gramine or the LAS) for
+/// `report_data`.
 pub async fn attester_evidence(
     attester: &Attester,
     report_data: [u8; 64],
@@ -187,10 +188,22 @@ pub async fn attester_evidence(
         .attest(&report_data)
         .await
         .map_err(|e| CasError::Http(format!("collecting evidence: {e}")))?;
+    // The VEK a sev-guest attester got from the host travels with the report; DCAP
+    // collateral is the verifier's to have.
+    let collateral = match &evidence.collateral {
+        Some(cipherlake_attest::Collateral::Snp(snp)) => Some(crate::api::CollateralBody::Snp {
+            vek: BASE64.encode(
+                snp.vek_der()
+                    .map_err(|e| CasError::Http(format!("collecting evidence: {e}")))?,
+            ),
+            chain_pem: None,
+        }),
+        _ => None,
+    };
     Ok(EvidenceBody {
         tee: evidence.tee.as_str().to_string(),
         bytes: BASE64.encode(&evidence.bytes),
-        collateral: None,
+        collateral,
     })
 }
 

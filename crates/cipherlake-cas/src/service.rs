@@ -56,6 +56,9 @@ pub struct Config {
     pub master_key: Option<Arc<dyn MasterKeyProvider>>,
     /// Where the CAS gets its own evidence (`POST /v1/cas/evidence`); `None` = it has none.
     pub attester: Option<cipherlake_attest::attester::Attester>,
+    /// AMD CRLs every SEV-SNP chain is checked against (VCEK and VLEK; revoked ASKs and ASVKs
+    /// are refused). The operator keeps them current, as AMD's KDS serves them.
+    pub amd_crls: Vec<cipherlake_attest::snp::AmdCrl>,
 }
 
 impl Config {
@@ -68,6 +71,7 @@ impl Config {
             tls_names: vec!["localhost".into(), "127.0.0.1".into()],
             master_key: None,
             attester: None,
+            amd_crls: Vec::new(),
         }
     }
 }
@@ -654,18 +658,23 @@ impl Cas {
                 verifier = verifier.with_sim_platform_key(key);
             }
         }
+        for crl in &self.config.amd_crls {
+            verifier = verifier.with_amd_crl(crl.clone());
+        }
+        let expected = report_data(
+            decoded.intent,
+            &decoded.nonce,
+            &decoded.csr.spki_der(),
+            &decoded.hpke_public_key,
+            decoded.job_hash.as_ref(),
+        );
         let mut measurement = None;
-        match verifier.verify(&decoded.evidence, &VerifyOptions::at(now)) {
+        // vTPM evidence carries the binding as its quote's nonce: the verifier checks it there.
+        let options = VerifyOptions::at(now).with_nonce(&expected);
+        match verifier.verify(&decoded.evidence, &options) {
             Err(e) => reasons.push(format!("evidence-invalid: {e}")),
             Ok(claims) => {
                 measurement = Some(hex::encode(&claims.measurement));
-                let expected = report_data(
-                    decoded.intent,
-                    &decoded.nonce,
-                    &decoded.csr.spki_der(),
-                    &decoded.hpke_public_key,
-                    decoded.job_hash.as_ref(),
-                );
                 if verify_binding(&claims, &expected).is_err() {
                     reasons.push(format!(
                         "report-data-mismatch: the evidence does not bind this nonce, CSR key, HPKE key, operation {} and job",

@@ -26,3 +26,5 @@ mod principals;
 mod restart;
 #[path = "cas/robustness.rs"]
 mod robustness;
+#[path = "cas/vtpm.rs"]
+mod vtpm;

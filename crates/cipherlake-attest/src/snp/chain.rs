@@ -40,6 +40,15 @@ impl SnpCollateral {
     }
 }
 
+impl SnpCollateral {
+    /// The VCEK or VLEK, DER-encoded (to send it on with the report).
+    pub fn vek_der(&self) -> Result<Vec<u8>, VerifyError> {
+        self.vek
+            .to_der()
+            .map_err(|e| VerifyError::collateral("VCEK/VLEK certificate", e))
+    }
+}
+
 /// Parses one certificate, DER or PEM.
 fn parse_one(bytes: &[u8], what: &str) -> Result<Certificate, VerifyError> {
     let parsed = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {

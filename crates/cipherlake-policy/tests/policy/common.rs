@@ -104,6 +104,22 @@ pub fn sim_claims(measurement: &str) -> Claims {
         timestamp: Some(NOW - 5),
         tdx: None,
         snp: None,
+        vtpm: None,
+    }
+}
+
+/// Claims of a sim-vtpm workload with `measurement` whose PCR *i* holds 32 bytes of value *i*.
+pub fn sim_vtpm_claims(measurement: &str) -> Claims {
+    Claims {
+        tee: Tee::SimVtpm,
+        vtpm: Some(cipherlake_attest::VtpmClaims {
+            nonce: vec![0; 64],
+            tpm_pcrs: (0..24).map(|i| vec![i as u8; 32]).collect(),
+            vm_configuration: serde_json::json!({}),
+            user_data: vec![0; 64],
+            hardware_report_data: vec![0; 64],
+        }),
+        ..sim_claims(measurement)
     }
 }
 

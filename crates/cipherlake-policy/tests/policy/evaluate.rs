@@ -539,3 +539,65 @@ fn evidence_binding_another_operation_is_refused() {
     };
     assert!(evaluate(&policy, "worker", &sim_claims(WORKER), &worker, NOW).allowed);
 }
+
+/// The example policy accepting sim-vtpm evidence, its driver pinning PCRs 4 and 8.
+fn vtpm_pinned(pcr8: &str) -> Policy {
+    let text = replace(&example_text(), "tees: [sim]", "tees: [sim, sim-vtpm]");
+    let text = replace(
+        &text,
+        "    console: row-counts\n",
+        &format!(
+            "    console: row-counts\n    pcrs:\n      4: sha256:{}\n      8: {pcr8}\n",
+            hex::encode([4u8; 32])
+        ),
+    );
+    Policy::parse(&text).expect("valid")
+}
+
+#[test]
+fn pinned_pcrs_must_hold_their_values() {
+    let policy = vtpm_pinned(&hex::encode([8u8; 32]));
+    let claims = super::common::sim_vtpm_claims(DRIVER);
+    assert!(driver(&policy, &claims).allowed, "{:?}", driver(&policy, &claims));
+    // PCR 8 (init data) pinned to another value.
+    let policy = vtpm_pinned(&hex::encode([9u8; 32]));
+    refused_with(
+        driver(&policy, &claims),
+        &[Reason::PcrMismatch {
+            index: 8,
+            expected: hex::encode([9u8; 32]),
+            found: Some(hex::encode([8u8; 32])),
+        }],
+    );
+    let reason = driver(&policy, &claims).reasons[0].to_string();
+    assert!(reason.contains("PCR 8") && reason.contains(&hex::encode([9u8; 32])), "{reason}");
+    // Evidence without PCRs (plain sim) cannot satisfy a PCR pin.
+    let decision = driver(&vtpm_pinned(&hex::encode([8u8; 32])), &sim_claims(DRIVER));
+    assert_eq!(
+        decision.reasons.iter().map(Reason::code).collect::<Vec<_>>(),
+        ["pcr-mismatch", "pcr-mismatch"]
+    );
+    // Another vTPM kind than the policy lists is refused by kind.
+    let azure = Claims {
+        tee: Tee::AzureSnpVtpm,
+        ..super::common::sim_vtpm_claims(DRIVER)
+    };
+    let decision = driver(&vtpm_pinned(&hex::encode([8u8; 32])), &azure);
+    assert!(matches!(decision.reasons[0], Reason::TeeNotAllowed { .. }), "{decision:?}");
+}
+
+#[test]
+fn sim_vtpm_evidence_is_held_to_the_platform_list() {
+    let text = replace(&example_text(), "tees: [sim]", "tees: [sim-vtpm]");
+    let text = replace(
+        &text,
+        "  # platforms: [ed25519:<key printed by `cipherlake las init-key`>]",
+        &format!("  platforms: [{}]", hex::encode([0x11; 32])),
+    );
+    let policy = Policy::parse(&text).expect("valid");
+    let decision = driver(&policy, &super::common::sim_vtpm_claims(DRIVER));
+    assert!(
+        matches!(decision.reasons.as_slice(), [Reason::PlatformNotAllowed { .. }]),
+        "{decision:?}"
+    );
+}

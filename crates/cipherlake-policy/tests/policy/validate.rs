@@ -675,3 +675,42 @@ fn ranges_console_modes_and_misplaced_fields() {
         }
     ));
 }
+
+#[test]
+fn pcrs_need_a_vtpm_kind_a_bank_index_and_sha256_values() {
+    let pin = |tees: &str, pcrs: &str| {
+        let text = replace(&example_text(), "tees: [sim]", tees);
+        replace(
+            &text,
+            "    console: row-counts\n",
+            &format!("    console: row-counts\n    pcrs:\n{pcrs}"),
+        )
+    };
+    let value = hex::encode([7u8; 32]);
+    Policy::parse(&pin("tees: [azure-snp-vtpm, azure-tdx-vtpm]", &format!("      7: {value}\n")))
+        .expect("PCR 7 pinned on Azure confidential VMs");
+    assert_eq!(
+        single(
+            &pin("tees: [sim]", &format!("      7: {value}\n")),
+            "services.driver.pcrs",
+            "pcrs:"
+        ),
+        IssueKind::PcrsWithoutVtpm
+    );
+    assert_eq!(
+        single(
+            &pin("tees: [sim-vtpm]", &format!("      24: {value}\n")),
+            "services.driver.pcrs.24",
+            "24:"
+        ),
+        IssueKind::PcrIndex(24)
+    );
+    assert!(matches!(
+        single(
+            &pin("tees: [sim-vtpm]", &format!("      7: sha384:{}\n", hex::encode([7u8; 48]))),
+            "services.driver.pcrs.7",
+            "7:"
+        ),
+        IssueKind::PcrNotSha256(_)
+    ));
+}

@@ -64,6 +64,10 @@ struct ServeArgs {
     /// workers re-attest when a third of it is left).
     #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(10..))]
     cert_ttl: u64,
+    /// An AMD CRL (DER or PEM, as AMD's KDS serves it at /vcek/v1/{product}/crl and
+    /// /vlek/v1/{product}/crl) to check every SEV-SNP chain against. Repeat for several.
+    #[arg(long = "amd-crl", value_name = "FILE")]
+    amd_crls: Vec<PathBuf>,
 }
 
 /// How to reach a CAS: its URL and the certificate to pin (it is self-signed).
@@ -113,6 +117,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.tls_names = args.tls_names;
     }
     config.cert_ttl = std::time::Duration::from_secs(args.cert_ttl);
+    for path in &args.amd_crls {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let crl = cipherlake_attest::snp::AmdCrl::parse(&bytes)
+            .with_context(|| format!("--amd-crl {}", path.display()))?;
+        config.amd_crls.push(crl);
+    }
     config.attester = args
         .las_socket
         .map(|socket| cipherlake_attest::attester::Attester::Sim { socket });

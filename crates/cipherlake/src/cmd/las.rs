@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use cipherlake_attest::attester::DEFAULT_LAS_SOCKET;
 use cipherlake_attest::las::{Las, init_key, load_key};
+use cipherlake_attest::tpm::device::TpmPath;
 
 /// Serve sim reports to local workloads, measuring each caller's executable.
 ///
@@ -33,6 +34,11 @@ pub struct Args {
     /// The LAS must run as root or as a member of the group.
     #[arg(long, value_name = "NAME|GID")]
     group: Option<String>,
+    /// Also serve sim-vtpm reports: HCL reports, as Azure's paravisor makes them, over this
+    /// TPM's attestation key (0x81000003) and the user data at its NV index 0x01400002, so
+    /// workloads exercise the vTPM path (`/dev/tpmrm0`, or `tcp:HOST:PORT` for swtpm).
+    #[arg(long, value_name = "DEVICE|tcp:HOST:PORT")]
+    tpm: Option<TpmPath>,
 }
 
 #[derive(clap::Subcommand)]
@@ -64,9 +70,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 args.socket.display(),
                 key.public_key()
             );
-            Las::bind_with_group(key, &args.socket, group)?
-                .run()
-                .await?;
+            let mut las = Las::bind_with_group(key, &args.socket, group)?;
+            if let Some(tpm) = args.tpm {
+                eprintln!("LAS making sim-vtpm reports over the TPM at {tpm}");
+                las = las.with_tpm(tpm);
+            }
+            las.run().await?;
             Ok(())
         }
     }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cipherlake_attest::attester::{DEFAULT_LAS_SOCKET, DetectConfig, detect};
+use cipherlake_attest::tpm::device::TpmPath;
 use cipherlake_cas::api::ReleasedConfig;
 use cipherlake_cas::client::{
     Attested, CasClient, Credential, attester_evidence, fingerprint_of_pem,
@@ -49,6 +50,16 @@ pub struct EvidenceArgs {
         default_value = DEFAULT_LAS_SOCKET
     )]
     pub las_socket: PathBuf,
+    /// The TPM (`/dev/tpmrm0`, or `tcp:HOST:PORT` for swtpm). An Azure confidential VM's
+    /// vTPM is found at /dev/tpmrm0 without this; given beside a LAS socket it means
+    /// sim-vtpm (the LAS makes the HCL report, the TPM quotes).
+    #[arg(long, value_name = "DEVICE|tcp:HOST:PORT", env = "CIPHERLAKE_TPM")]
+    pub tpm: Option<TpmPath>,
+    /// Where an Azure confidential VM fetches its VCEK (SEV-SNP) or TD quote (TDX), e.g.
+    /// http://169.254.169.254. No default: without it, SEV-SNP evidence carries no VCEK and
+    /// TDX confidential VMs cannot attest.
+    #[arg(long, value_name = "URL", env = "CIPHERLAKE_PLATFORM_ENDPOINT")]
+    pub platform_endpoint: Option<String>,
 }
 
 impl EvidenceArgs {
@@ -56,13 +67,18 @@ impl EvidenceArgs {
     pub fn las(socket: &std::path::Path) -> Self {
         EvidenceArgs {
             las_socket: socket.to_path_buf(),
+            tpm: None,
+            platform_endpoint: None,
         }
     }
 
-    /// The first attestation interface found: configfs-tsm, Gramine, or the LAS.
+    /// The first attestation interface found, in [`detect`]'s order: configfs-tsm,
+    /// /dev/sev-guest, an Azure vTPM, Gramine, the LAS (sim-vtpm with --tpm, else sim).
     pub fn attester(&self) -> anyhow::Result<cipherlake_attest::attester::Attester> {
         Ok(detect(&DetectConfig {
             las_socket: self.las_socket.clone(),
+            tpm: self.tpm.clone(),
+            platform_endpoint: self.platform_endpoint.clone(),
             ..DetectConfig::default()
         })?)
     }
