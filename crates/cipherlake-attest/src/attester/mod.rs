@@ -10,7 +10,10 @@ mod vtpm;
 use std::path::PathBuf;
 
 pub use gramine::GramineAttester;
-pub use sev_guest::{DEFAULT_SEV_GUEST_DEVICE, SevGuestAttester, SevGuestEvidence};
+pub use sev_guest::{
+    DEFAULT_SEV_GUEST_DEVICE, SevGuestAttester, SevGuestEvidence, parse_report_response,
+    vek_from_cert_table,
+};
 pub use tdx_guest::{DEFAULT_TDX_GUEST_DEVICE, TDREPORT_LEN, TdxGuestAttester};
 pub use tsm::TsmAttester;
 pub use vtpm::{AK_HANDLE, HCL_REPORT_INDEX, HclSource, REPORT_DATA_INDEX, VtpmAttester};

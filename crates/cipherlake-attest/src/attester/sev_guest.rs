@@ -348,8 +348,8 @@ fn u32_at(data: &[u8], offset: usize) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.try_into().ok()?))
 }
 
-/// Extracts the report from a MSG_REPORT_RSP.
-fn parse_report_response(data: &[u8]) -> Result<Vec<u8>, String> {
+/// Extracts the 1184-byte report from a MSG_REPORT_RSP (the response data of SNP_GET_REPORT).
+pub fn parse_report_response(data: &[u8]) -> Result<Vec<u8>, String> {
     let (Some(status), Some(size)) = (u32_at(data, 0), u32_at(data, 4)) else {
         return Err(format!(
             "MSG_REPORT_RSP of {} bytes has no header",
@@ -418,6 +418,12 @@ fn parse_cert_table(buf: &[u8]) -> Result<Vec<CertEntry<'_>>, String> {
         "the {}-byte buffer ends before the table's terminating all-zero entry",
         buf.len()
     ))
+}
+
+/// The VCEK or VLEK that `report` names as its signer, from a host certificate table (the GUID
+/// table of SNP_GET_EXT_REPORT, also configfs-tsm's `auxblob`), if the table has it.
+pub fn vek_from_cert_table(table: &[u8], report: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    select_vek(&parse_cert_table(table)?, report)
 }
 
 /// The VEK the report names as its signer, if the table has it.

@@ -177,3 +177,101 @@ fn input_decoding_never_panics() {
         let _ = decode_binary_or_hex(input);
     });
 }
+
+fn azure_samples() -> Vec<Vec<u8>> {
+    [
+        "azure-vtpm/snp-milan-evidence-v0.json",
+        "azure-vtpm/snp-genoa-evidence-v0.json",
+        "azure-vtpm/tdx-evidence-v1.json",
+    ]
+    .iter()
+    .map(|p| read(fixture(p)))
+    .collect()
+}
+
+#[test]
+fn vtpm_parsers_never_panic() {
+    use cipherlake_attest::tpm::quote::QuoteInfo;
+    use cipherlake_attest::vtpm::{HclReport, ReportType, RuntimeClaims, VtpmEvidence};
+    let parsed: Vec<VtpmEvidence> = azure_samples()
+        .iter()
+        .map(|json| VtpmEvidence::parse(json).expect("sample"))
+        .collect();
+    fuzz("vtpm-json", &azure_samples(), 1500, |input| {
+        let _ = VtpmEvidence::parse(input);
+    });
+    let messages: Vec<Vec<u8>> = parsed.iter().map(|e| e.quote_message.clone()).collect();
+    fuzz("tpm-quote", &messages, 4000, |input| {
+        if let Ok(info) = QuoteInfo::parse(input) {
+            let _ = info.check_pcr_values(&vec![vec![0; 32]; 24]);
+        }
+    });
+    let hcl: Vec<Vec<u8>> = parsed.iter().map(|e| e.hcl_report.clone()).collect();
+    fuzz("hcl-report", &hcl, 4000, |input| {
+        for kind in [ReportType::Snp, ReportType::Tdx, ReportType::Sim] {
+            let _ = HclReport::parse(input, kind);
+        }
+    });
+    let claims: Vec<Vec<u8>> = parsed
+        .iter()
+        .map(|e| {
+            HclReport::parse(&e.hcl_report, ReportType::Snp)
+                .or_else(|_| HclReport::parse(&e.hcl_report, ReportType::Tdx))
+                .expect("hcl")
+                .runtime_claims
+                .to_vec()
+        })
+        .collect();
+    fuzz("runtime-claims", &claims, 3000, |input| {
+        let _ = RuntimeClaims::parse(input);
+    });
+}
+
+#[test]
+fn vtpm_verifier_never_panics() {
+    use cipherlake_attest::{Evidence, Tee, Verifier, VerifyOptions};
+    let verifier = Verifier::new();
+    let options = VerifyOptions::now().with_nonce(b"challenge");
+    let milan = azure_samples().remove(0);
+    fuzz("vtpm-verify", &[milan], 60, |input| {
+        let _ = verifier.verify(&Evidence::new(Tee::AzureSnpVtpm, input.to_vec()), &options);
+    });
+}
+
+#[test]
+fn amd_crl_parser_never_panics() {
+    use cipherlake_attest::snp::AmdCrl;
+    let seeds = ["crl-empty.der", "crl-revoking-ask.der"]
+        .iter()
+        .map(|name| read(data(&format!("snp-test-pki/{name}"))))
+        .collect::<Vec<_>>();
+    fuzz("amd-crl", &seeds, 3000, |input| {
+        let _ = AmdCrl::parse(input);
+    });
+}
+
+#[test]
+fn sev_guest_parsers_never_panic() {
+    use cipherlake_attest::attester::{parse_report_response, vek_from_cert_table};
+    // A host table with the VCEK (GUID 63da758d-e664-4564-adc5-f4b93be8accd), then the
+    // terminating all-zero entry, then the certificate.
+    let vcek = read(data("snp-turin/vcek_turin.der"));
+    let mut table = hex::decode("63da758de6644564adc5f4b93be8accd").expect("guid");
+    table.extend_from_slice(&48u32.to_le_bytes());
+    table.extend_from_slice(&(vcek.len() as u32).to_le_bytes());
+    table.extend_from_slice(&[0; 24]);
+    table.extend_from_slice(&vcek);
+    let report = snp_report();
+    assert!(vek_from_cert_table(&table, &report).expect("seed").is_some());
+    fuzz("cert-table", &[table], 4000, |input| {
+        let _ = vek_from_cert_table(input, &report);
+    });
+    let mut response = vec![0u8; 32];
+    response[4..8].copy_from_slice(&(report.len() as u32).to_le_bytes());
+    response.extend_from_slice(&report);
+    response.resize(4000, 0);
+    assert!(parse_report_response(&response).is_ok());
+    fuzz("report-response", &[response], 3000, |input| {
+        let _ = parse_report_response(input);
+    });
+}
