@@ -90,6 +90,24 @@ fn verification(c: &mut Criterion) {
     let platform = PlatformKey::from_seed(&[1; 32]);
     let sim_verifier = Verifier::new().with_sim_platform_key(platform.public_key());
     let (maa_verifier, token) = maa();
+    let azure =
+        |name: &str| Evidence::new(Tee::AzureSnpVtpm, fixture(&format!("azure-vtpm/{name}")));
+    let genoa_nonce = hex::decode(
+        "0218488bae25d2509232bf676f1a66a30d7372add909109b36016ef136f2938ca05475f8b46094de6b64270ea35d950f",
+    )
+    .expect("hex");
+    let vtpm_cases = [
+        (
+            "azure-snp-vtpm-milan",
+            azure("snp-milan-evidence-v0.json"),
+            july_2025.clone().with_nonce(b"challenge"),
+        ),
+        (
+            "azure-snp-vtpm-genoa",
+            azure("snp-genoa-evidence-v0.json"),
+            july_2025.clone().with_nonce(&genoa_nonce),
+        ),
+    ];
     let cases = [
         (
             "sgx",
@@ -124,6 +142,14 @@ fn verification(c: &mut Criterion) {
             .expect("benchmark evidence verifies");
         group.bench_function(*name, |b| {
             b.iter(|| black_box(verifier.verify(black_box(evidence), &july_2025)))
+        });
+    }
+    for (name, evidence, options) in &vtpm_cases {
+        plain
+            .verify(evidence, options)
+            .expect("benchmark evidence verifies");
+        group.bench_function(*name, |b| {
+            b.iter(|| black_box(plain.verify(black_box(evidence), options)))
         });
     }
     group.finish();

@@ -202,7 +202,9 @@ pub enum VerifyError {
     },
     /// The runtime claims' user data does not start with the nonce: the HCL report was made
     /// for an earlier request.
-    #[error("the HCL report's user-data {user_data} does not start with the nonce (a stale report)")]
+    #[error(
+        "the HCL report's user-data {user_data} does not start with the nonce (a stale report)"
+    )]
     UserDataMismatch {
         /// The user data found, hex.
         user_data: String,

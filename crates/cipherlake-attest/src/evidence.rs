@@ -217,11 +217,13 @@ impl Verifier {
                 // The HCL report's TDREPORT copy is unsigned: only the DCAP-verified TD
                 // quote's report data counts.
                 let hardware = |_: &vtpm::HclReport<'_>, parsed: &vtpm::VtpmEvidence| {
-                    let td_quote = parsed.td_quote.as_deref().ok_or(
-                        VerifyError::MissingCollateral {
-                            what: "the TD quote (td_quote) of the TDX vTPM evidence",
-                        },
-                    )?;
+                    let td_quote =
+                        parsed
+                            .td_quote
+                            .as_deref()
+                            .ok_or(VerifyError::MissingCollateral {
+                                what: "the TD quote (td_quote) of the TDX vTPM evidence",
+                            })?;
                     let found = dcap::quote_tee(td_quote)?;
                     if found != Tee::Tdx {
                         return Err(VerifyError::WrongTee {
@@ -277,7 +279,10 @@ pub fn verify_binding(claims: &Claims, expected_report_data: &[u8; 64]) -> Resul
             Ok(())
         }
         (vtpm, true) => Err(VerifyError::UserDataMismatch {
-            user_data: vtpm.as_ref().map(|v| hex::encode(&v.user_data)).unwrap_or_default(),
+            user_data: vtpm
+                .as_ref()
+                .map(|v| hex::encode(&v.user_data))
+                .unwrap_or_default(),
         }),
     }
 }

@@ -13,8 +13,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use cipherlake_attest::{Evidence, Tee, Verifier, VerifyOptions, sim, verify_binding};
 use cipherlake_policy::{
-    Intent, Keyword, KmsGrants, Named, Operation, Policy, Request, SecretKind, SecretValue,
-    SignedPolicy, UpdateError, check_import, evaluate, render, verify_update,
+    Intent, Keyword, KmsGrants, Operation, Policy, Request, SecretKind, SecretValue, SignedPolicy,
+    UpdateError, check_import, evaluate, render, verify_update,
 };
 use rusqlite::Transaction;
 use serde_json::{Map, Value, json};
@@ -571,10 +571,11 @@ impl Cas {
                 .spec()
                 .attestation
                 .tees
-                .contains(&Named::Known(Tee::Sim))
+                .iter()
+                .any(|tee| tee.known().is_some_and(Tee::is_sim))
             // Values only to sim evidence: a policy listing sim beside a real TEE does not print
             // what the real TEE receives.
-            && decoded.evidence.tee == Tee::Sim;
+            && decoded.evidence.tee.is_sim();
         let result = self.store.transaction(|tx| {
             let config = self.rendered_config(tx, &policy, &req.service)?;
             let summary = ConfigSummary::of(&config, grant_summary(&service.kms_keys));

@@ -178,6 +178,7 @@ impl Reason {
         "job-missing",
         "job-not-allowed",
         "evidence-too-old",
+        "pcr-mismatch",
     ];
 
     /// A stable machine code (metrics label, API field).

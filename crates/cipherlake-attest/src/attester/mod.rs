@@ -161,7 +161,10 @@ pub fn detect(config: &DetectConfig) -> Result<Attester, AttestError> {
     if config.sev_guest.exists() {
         return Ok(Attester::SevGuest(SevGuestAttester::new(&config.sev_guest)));
     }
-    looked_for.push(format!("SEV-SNP guest device {} (absent)", config.sev_guest.display()));
+    looked_for.push(format!(
+        "SEV-SNP guest device {} (absent)",
+        config.sev_guest.display()
+    ));
     looked_for.push(if config.tdx_guest.exists() {
         format!(
             "TDX guest device {} (present, but without configfs-tsm its TDREPORT cannot become a quote)",

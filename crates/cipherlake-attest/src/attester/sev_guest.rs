@@ -88,7 +88,6 @@ const SNP_GUEST_VMM_ERR_INVALID_LEN: u32 = 1;
 /// The message version the driver expects (`msg_version` must be non-zero).
 const MSG_VERSION: u8 = 1;
 
-
 fn fw_error(exitinfo2: u64) -> u32 {
     exitinfo2 as u32
 }
@@ -567,11 +566,7 @@ mod tests {
     }
 
     /// Asserts that each C expression equals its Rust value, listing every mismatch.
-    fn assert_matches_c(
-        include: &str,
-        cflags: &[&str],
-        checks: &[(&str, u64)],
-    ) {
+    fn assert_matches_c(include: &str, cflags: &[&str], checks: &[(&str, u64)]) {
         let exprs: Vec<&str> = checks.iter().map(|(e, _)| *e).collect();
         let values = c_values(include, cflags, &exprs);
         let mismatches: Vec<String> = checks

@@ -207,8 +207,24 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| AttestError::Interface(format!("vTPM attester task failed: {e}")))?
 }
 
-fn http_client() -> Result<reqwest::Client, AttestError> {
+/// A client for the platform endpoint, which is plain HTTP (Azure's link-local metadata
+/// service); an `https` endpoint is refused, since nothing here would pin its certificate.
+fn http_client(endpoint: &str) -> Result<reqwest::Client, AttestError> {
+    if !endpoint.starts_with("http://") {
+        return Err(AttestError::Interface(format!(
+            "platform endpoint {endpoint:?}: only http:// endpoints (the VM's metadata service) are supported"
+        )));
+    }
+    // reqwest needs a TLS configuration even for plain HTTP; this one trusts nothing.
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| AttestError::Interface(format!("HTTP client: {e}")))?
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
     reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
         .timeout(Duration::from_secs(20))
         .no_proxy()
         .build()
@@ -222,8 +238,11 @@ async fn fetch_vcek(endpoint: &str) -> Result<Vec<u8>, AttestError> {
         #[serde(rename = "vcekCert")]
         vcek_cert: String,
     }
-    let url = format!("{}/metadata/THIM/amd/certification", endpoint.trim_end_matches('/'));
-    let response: Certification = http_client()?
+    let url = format!(
+        "{}/metadata/THIM/amd/certification",
+        endpoint.trim_end_matches('/')
+    );
+    let response: Certification = http_client(endpoint)?
         .get(&url)
         .header("Metadata", "true")
         .send()
@@ -244,7 +263,7 @@ async fn fetch_td_quote(endpoint: &str, td_report: &[u8]) -> Result<Vec<u8>, Att
         quote: String,
     }
     let url = format!("{}/acc/tdquote", endpoint.trim_end_matches('/'));
-    let response: Quote = http_client()?
+    let response: Quote = http_client(endpoint)?
         .post(&url)
         .header("Metadata", "true")
         .json(&serde_json::json!({"report": URL_SAFE_NO_PAD.encode(td_report)}))
@@ -259,4 +278,102 @@ async fn fetch_td_quote(endpoint: &str, td_report: &[u8]) -> Result<Vec<u8>, Att
         .decode(response.quote.trim_end_matches('='))
         .or_else(|_| base64::engine::general_purpose::STANDARD.decode(&response.quote))
         .map_err(|e| AttestError::Interface(format!("the TD quote of {url} is not base64: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A loopback HTTP server answering one request with `body`; returns its URL and the
+    /// request it received.
+    async fn serve_once(body: String) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            // Read the head, then as much body as it announces.
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = stream.read(&mut chunk).await.unwrap();
+                request.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                if let Some(head) = text.find("\r\n\r\n") {
+                    let length = text[..head]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if request.len() >= head + 4 + length {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            let n = request.len();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(response.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request[..n]).to_string()
+        });
+        (url, handle)
+    }
+
+    #[tokio::test]
+    async fn the_vcek_comes_from_the_configured_endpoint_only() {
+        let (url, request) =
+            serve_once(r#"{"vcekCert":"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n","certificateChain":""}"#.into()).await;
+        let vcek = fetch_vcek(&url).await.expect("vcek");
+        assert!(vcek.starts_with(b"-----BEGIN CERTIFICATE-----"));
+        let request = request.await.unwrap();
+        assert!(
+            request.starts_with("GET /metadata/THIM/amd/certification"),
+            "{request}"
+        );
+        assert!(
+            request.to_ascii_lowercase().contains("metadata: true"),
+            "{request}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_td_report_is_posted_and_the_quote_decoded() {
+        let quote = [7u8; 100];
+        let (url, request) = serve_once(format!(
+            r#"{{"quote":"{}"}}"#,
+            URL_SAFE_NO_PAD.encode(quote)
+        ))
+        .await;
+        let got = fetch_td_quote(&url, &[1u8; TD_REPORT_LEN])
+            .await
+            .expect("quote");
+        assert_eq!(got, quote);
+        let request = request.await.unwrap();
+        assert!(request.starts_with("POST /acc/tdquote"), "{request}");
+        assert!(
+            request.contains(&URL_SAFE_NO_PAD.encode([1u8; 32])),
+            "{request}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_a_clear_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = fetch_vcek(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect_err("nothing listens");
+        assert!(err.to_string().contains("fetching the VCEK"), "{err}");
+        let err = fetch_vcek("https://169.254.169.254").await.expect_err("https");
+        assert!(err.to_string().contains("only http://"), "{err}");
+    }
 }

@@ -41,7 +41,9 @@ async fn exchange(socket: &Path, request: &Request) -> Result<Vec<u8>, LasError>
         .await
         .map_err(LasError::io("reading the LAS reply"))?;
     match serde_json::from_slice(&frame).map_err(|e| LasError::Protocol(e.to_string()))? {
-        Reply::Report(report) => hex::decode(report).map_err(|e| LasError::Protocol(format!("report is not hex: {e}"))),
+        Reply::Report(report) => {
+            hex::decode(report).map_err(|e| LasError::Protocol(format!("report is not hex: {e}")))
+        }
         Reply::Error(reason) => Err(LasError::Refused(reason)),
     }
 }

@@ -126,10 +126,13 @@ impl AmdCrl {
         let what = "AMD certificate revocation list";
         let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
             let text = std::str::from_utf8(bytes).map_err(|e| VerifyError::collateral(what, e))?;
-            let (label, der) =
-                der::pem::decode_vec(text.as_bytes()).map_err(|e| VerifyError::collateral(what, e))?;
+            let (label, der) = der::pem::decode_vec(text.as_bytes())
+                .map_err(|e| VerifyError::collateral(what, e))?;
             if label != "X509 CRL" {
-                return Err(VerifyError::collateral(what, format!("PEM label {label:?}")));
+                return Err(VerifyError::collateral(
+                    what,
+                    format!("PEM label {label:?}"),
+                ));
             }
             der
         } else {
@@ -209,7 +212,8 @@ pub(super) fn verify_chain(
         }
     }
     let vek_issuer = c.vek.tbs_certificate().issuer();
-    let issued_by = |r: &Root, k: SigningKey| r.issuer_of(k).tbs_certificate().subject() == vek_issuer;
+    let issued_by =
+        |r: &Root, k: SigningKey| r.issuer_of(k).tbs_certificate().subject() == vek_issuer;
     let root = match product {
         Some(product) => trust
             .root(product)
@@ -218,7 +222,11 @@ pub(super) fn verify_chain(
             .roots
             .iter()
             .find(|r| issued_by(r, SigningKey::Vcek) || issued_by(r, SigningKey::Vlek))
-            .ok_or_else(|| untrusted(format!("no AMD signing key {vek_issuer} issued the VCEK/VLEK")))?,
+            .ok_or_else(|| {
+                untrusted(format!(
+                    "no AMD signing key {vek_issuer} issued the VCEK/VLEK"
+                ))
+            })?,
     };
     if !issued_by(root, key) {
         let other = match key {
@@ -282,7 +290,15 @@ pub(super) fn verify_chain(
         check_validity(cert, what, at)?;
     }
     for crl in &trust.crls {
-        check_crl(crl, root, &[(intermediate, intermediate_name(key)), (&c.vek, key_name(key))], at)?;
+        check_crl(
+            crl,
+            root,
+            &[
+                (intermediate, intermediate_name(key)),
+                (&c.vek, key_name(key)),
+            ],
+            at,
+        )?;
     }
     let vek_key = p384::ecdsa::VerifyingKey::from_sec1_bytes(
         c.vek
@@ -330,7 +346,8 @@ fn check_crl(
     verify_signed_by(
         &root.ark,
         &crl.0.signature_algorithm,
-        &tbs.to_der().map_err(|e| VerifyError::collateral("AMD CRL", e))?,
+        &tbs.to_der()
+            .map_err(|e| VerifyError::collateral("AMD CRL", e))?,
         crl.0.signature.raw_bytes(),
     )
     .map_err(|reason| VerifyError::BadSignature {
@@ -339,7 +356,11 @@ fn check_crl(
     let this_update = tbs.this_update.to_unix_duration().as_secs();
     if at < this_update {
         return Err(VerifyError::CollateralNotYetValid {
-            what: format!("AMD {} CRL issued {}", root.product, format_unix(this_update)),
+            what: format!(
+                "AMD {} CRL issued {}",
+                root.product,
+                format_unix(this_update)
+            ),
             at: format_unix(at),
         });
     }

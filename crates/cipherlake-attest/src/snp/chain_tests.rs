@@ -12,7 +12,9 @@ use super::{REPORT_LEN, SIGNED_LEN, verify_report};
 use crate::VerifyError;
 
 fn pki(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/snp-test-pki").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/snp-test-pki")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -54,7 +56,12 @@ const VLEK: u32 = 1 << 2;
 const VCEK_CHIP_MASKED: u32 = 0b10;
 const AT: u64 = 1_800_000_000; // 2027-01-15
 
-fn verify(report: &[u8], cert: &str, trust: &SnpTrust, at: u64) -> Result<crate::Claims, VerifyError> {
+fn verify(
+    report: &[u8],
+    cert: &str,
+    trust: &SnpTrust,
+    at: u64,
+) -> Result<crate::Claims, VerifyError> {
     let collateral = SnpCollateral::new(&pki(cert), None).expect("certificate");
     verify_report(report, &collateral, trust, at)
 }
@@ -75,7 +82,10 @@ fn builtin_arks_issue_their_asks_and_asvks() {
 fn a_vlek_signed_report_verifies_through_the_asvk() {
     let claims = verify(&signed_report(VLEK), "vlek.der", &test_trust(), AT).expect("verifies");
     let snp = claims.snp.expect("snp claims");
-    assert_eq!((snp.product.as_str(), snp.signing_key.as_str()), ("Milan", "vlek"));
+    assert_eq!(
+        (snp.product.as_str(), snp.signing_key.as_str()),
+        ("Milan", "vlek")
+    );
     // The same under AMD's real roots: AMD's Milan ASVK did not issue this VLEK.
     let err = verify(&signed_report(VLEK), "vlek.der", &SnpTrust::default(), AT)
         .expect_err("test VLEK under AMD roots");
@@ -89,8 +99,13 @@ fn a_vlek_chained_to_an_ask_is_refused() {
     assert!(matches!(err, VerifyError::VekIssuer { .. }), "{err}");
     assert!(err.to_string().contains("ASK"), "{err}");
     // And a VCEK-signed report whose certificate the ASVK issued.
-    let err = verify(&signed_report(VCEK_CHIP_MASKED), "vlek.der", &test_trust(), AT)
-        .expect_err("VCEK issued by the ASVK");
+    let err = verify(
+        &signed_report(VCEK_CHIP_MASKED),
+        "vlek.der",
+        &test_trust(),
+        AT,
+    )
+    .expect_err("VCEK issued by the ASVK");
     assert!(matches!(err, VerifyError::VekIssuer { .. }), "{err}");
 }
 
@@ -123,7 +138,8 @@ fn a_forged_or_superseded_crl_is_refused() {
     let err = verify(&vlek, "vlek.der", &forged, AT).expect_err("forged CRL");
     assert!(matches!(err, VerifyError::BadSignature { .. }), "{err}");
     // The test ARK's CRL offered for AMD's real Milan ARK (same name): not AMD's signature.
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/evidence/snp");
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/evidence/snp");
     let read = |name: &str| std::fs::read(fixture.join(name)).expect("fixture");
     let collateral =
         SnpCollateral::new(&read("vcek_milan.der"), Some(&read("cert_chain_milan"))).expect("VCEK");
@@ -136,6 +152,12 @@ fn a_forged_or_superseded_crl_is_refused() {
     // Past its next update (October 2048), the CRL no longer vouches for anything.
     let superseded = test_trust().with_crl(AmdCrl::parse(&pki("crl-empty.der")).expect("crl"));
     let err = verify(&vlek, "vlek.der", &superseded, 2_490_000_000).expect_err("superseded CRL");
-    assert!(matches!(err, VerifyError::CollateralExpired { .. }), "{err}");
-    assert!(matches!(AmdCrl::parse(b"not a crl"), Err(VerifyError::MalformedCollateral { .. })));
+    assert!(
+        matches!(err, VerifyError::CollateralExpired { .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        AmdCrl::parse(b"not a crl"),
+        Err(VerifyError::MalformedCollateral { .. })
+    ));
 }

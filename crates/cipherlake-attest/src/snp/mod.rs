@@ -3,10 +3,10 @@
 //! with the reporting chip and TCB, and the decoded policy and TCB values.
 
 mod chain;
-mod report;
-pub mod roots;
 #[cfg(test)]
 mod chain_tests;
+mod report;
+pub mod roots;
 
 use der::asn1::ObjectIdentifier;
 use p384::ecdsa::signature::Verifier as _;

@@ -163,7 +163,11 @@ impl Tpm {
         body.raw(params);
         let mut command = Writer::default();
         command
-            .u16(if authorized { ST_SESSIONS } else { ST_NO_SESSIONS })
+            .u16(if authorized {
+                ST_SESSIONS
+            } else {
+                ST_NO_SESSIONS
+            })
             .u32((10 + body.0.len()) as u32)
             .u32(code)
             .raw(&body.0);
@@ -179,7 +183,10 @@ impl Tpm {
             r.u32().map_err(|e| malformed(e.to_string()))?,
         );
         if rc != 0 {
-            return Err(TpmError::Response { command: name, code: rc });
+            return Err(TpmError::Response {
+                command: name,
+                code: rc,
+            });
         }
         if size as usize != response.len() {
             return Err(malformed(format!(
@@ -189,8 +196,7 @@ impl Tpm {
         }
         if tag == ST_SESSIONS {
             let len = r.u32().map_err(|e| malformed(e.to_string()))?;
-            Ok(r
-                .bytes(len as usize)
+            Ok(r.bytes(len as usize)
                 .map_err(|e| malformed(e.to_string()))?
                 .to_vec())
         } else {
@@ -216,7 +222,8 @@ impl Tpm {
                 stream.write_all(command).map_err(io_error)?;
                 let mut header = [0u8; 10];
                 stream.read_exact(&mut header).map_err(io_error)?;
-                let size = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
+                let size =
+                    u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
                 if !(10..=MAX_RESPONSE).contains(&size) {
                     return Err(io_error(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
@@ -347,10 +354,9 @@ impl Tpm {
                     .filter(|i| returned[i / 8] & (1 << (i % 8)) != 0)
                     .collect();
                 if count != slots.len() || count == 0 {
-                    return Err(r.error(format!(
-                        "{count} digests for {} selected PCRs",
-                        slots.len()
-                    )));
+                    return Err(
+                        r.error(format!("{count} digests for {} selected PCRs", slots.len()))
+                    );
                 }
                 for slot in slots {
                     values[slot] = Some(r.sized()?.to_vec());

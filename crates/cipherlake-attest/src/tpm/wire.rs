@@ -27,7 +27,10 @@ impl<'a> Reader<'a> {
 
     /// The next `n` bytes.
     pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], VerifyError> {
-        let end = self.offset.checked_add(n).filter(|end| *end <= self.bytes.len());
+        let end = self
+            .offset
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len());
         let Some(end) = end else {
             return Err(self.error(format!(
                 "truncated: {n} bytes needed, {} left",
@@ -83,10 +86,7 @@ impl<'a> Reader<'a> {
         if self.offset == self.bytes.len() {
             Ok(())
         } else {
-            Err(self.error(format!(
-                "{} trailing bytes",
-                self.bytes.len() - self.offset
-            )))
+            Err(self.error(format!("{} trailing bytes", self.bytes.len() - self.offset)))
         }
     }
 }

@@ -169,10 +169,14 @@ impl<'a> HclReport<'a> {
         out[12..16].copy_from_slice(&2u32.to_le_bytes());
         out[HW_REPORT_OFFSET..HW_REPORT_OFFSET + hw_report.len()].copy_from_slice(hw_report);
         let len = runtime_claims.len() as u32;
-        for (i, v) in [20 + len, 1, report_type.code(), 1, len].into_iter().enumerate() {
+        for (i, v) in [20 + len, 1, report_type.code(), 1, len]
+            .into_iter()
+            .enumerate()
+        {
             out[DATA_OFFSET + 4 * i..DATA_OFFSET + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
         }
-        out[VARIABLE_OFFSET..VARIABLE_OFFSET + runtime_claims.len()].copy_from_slice(runtime_claims);
+        out[VARIABLE_OFFSET..VARIABLE_OFFSET + runtime_claims.len()]
+            .copy_from_slice(runtime_claims);
         Ok(out)
     }
 }

@@ -113,7 +113,10 @@ impl VtpmEvidence {
                 .collect::<Result<_, _>>()?,
             hcl_report: base64url("hcl_report", &doc.hcl_report)?,
             vcek: doc.vcek.map(|v| base64url("vcek", &v)).transpose()?,
-            td_quote: doc.td_quote.map(|v| base64url("td_quote", &v)).transpose()?,
+            td_quote: doc
+                .td_quote
+                .map(|v| base64url("td_quote", &v))
+                .transpose()?,
         })
     }
 

@@ -51,7 +51,10 @@ pub(crate) fn verify(
         return Err(VerifyError::malformed(
             "nonce",
             MAX_NONCE,
-            format!("{} bytes; a TPM quote carries at most {MAX_NONCE}", nonce.len()),
+            format!(
+                "{} bytes; a TPM quote carries at most {MAX_NONCE}",
+                nonce.len()
+            ),
         ));
     }
     let evidence = VtpmEvidence::parse(json)?;

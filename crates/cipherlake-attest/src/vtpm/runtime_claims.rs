@@ -56,9 +56,8 @@ impl RuntimeClaims {
         }
         let attestation_key = rsa_jwk(ak)?;
         let user_data = match doc.user_data.as_deref() {
-            Some(hex_text) => hex::decode(hex_text).map_err(|e| {
-                VerifyError::collateral("HCL runtime claims user-data (hex)", e)
-            })?,
+            Some(hex_text) => hex::decode(hex_text)
+                .map_err(|e| VerifyError::collateral("HCL runtime claims user-data (hex)", e))?,
             None => Vec::new(),
         };
         Ok(RuntimeClaims {

@@ -95,7 +95,14 @@ async fn detect_prefers_tsm_then_gramine_and_lists_what_it_looked_for() {
         AttestError::NoneAvailable { looked_for } => {
             assert_eq!(looked_for.len(), 6, "{looked_for:?}");
             let message = err.to_string();
-            for place in ["configfs-tsm", "SEV-SNP guest", "TDX guest", "Azure vTPM", "Gramine", "LAS"] {
+            for place in [
+                "configfs-tsm",
+                "SEV-SNP guest",
+                "TDX guest",
+                "Azure vTPM",
+                "Gramine",
+                "LAS",
+            ] {
                 assert!(message.contains(place), "{place}: {message}");
             }
         }

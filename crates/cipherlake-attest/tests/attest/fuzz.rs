@@ -262,7 +262,11 @@ fn sev_guest_parsers_never_panic() {
     table.extend_from_slice(&[0; 24]);
     table.extend_from_slice(&vcek);
     let report = snp_report();
-    assert!(vek_from_cert_table(&table, &report).expect("seed").is_some());
+    assert!(
+        vek_from_cert_table(&table, &report)
+            .expect("seed")
+            .is_some()
+    );
     fuzz("cert-table", &[table], 4000, |input| {
         let _ = vek_from_cert_table(input, &report);
     });

@@ -2,8 +2,6 @@
 //! `scripts/swtpm`; its address in `CIPHERLAKE_TEST_SWTPM`): the TPM commands, a quote verified
 //! as evidence, and sim-vtpm end to end with the LAS standing in for Azure's paravisor.
 
-use std::sync::Mutex;
-
 use cipherlake_attest::attester::{
     AK_HANDLE, Attester, HclSource, REPORT_DATA_INDEX, VtpmAttester,
 };
@@ -15,14 +13,15 @@ use cipherlake_attest::vtpm::VtpmEvidence;
 use cipherlake_attest::{Evidence, Tee, Verifier, VerifyError, VerifyOptions, verify_binding};
 
 /// One software TPM serves the whole test binary: tests take turns.
-static TPM: Mutex<()> = Mutex::new(());
+static TPM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn swtpm() -> TpmPath {
     let addr = std::env::var("CIPHERLAKE_TEST_SWTPM").expect(
         "CIPHERLAKE_TEST_SWTPM is not set: run the tests through scripts/test, which starts \
          and provisions a software TPM (scripts/swtpm)",
     );
-    addr.parse().expect("CIPHERLAKE_TEST_SWTPM is tcp:HOST:PORT")
+    addr.parse()
+        .expect("CIPHERLAKE_TEST_SWTPM is tcp:HOST:PORT")
 }
 
 fn ak(tpm: &mut Tpm) -> rsa::PublicKey {
@@ -36,7 +35,7 @@ fn ak(tpm: &mut Tpm) -> rsa::PublicKey {
 
 #[test]
 fn the_tpm_quotes_its_pcrs_over_the_nonce_with_the_attestation_key() {
-    let _turn = TPM.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TPM.blocking_lock();
     let mut tpm = Tpm::open(&swtpm()).expect("swtpm");
     let data = [0x5a; 64];
     tpm.nv_write(REPORT_DATA_INDEX, &data).expect("NV write");
@@ -80,11 +79,14 @@ async fn sim_vtpm(dir: &std::path::Path) -> (VtpmAttester, Verifier, std::path::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sim_vtpm_evidence_verifies_and_binds_the_report_data() {
-    let _turn = TPM.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TPM.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (attester, verifier, _) = sim_vtpm(dir.path()).await;
     let binding = [0x42; 64];
-    let evidence = Attester::Vtpm(attester).attest(&binding).await.expect("evidence");
+    let evidence = Attester::Vtpm(attester)
+        .attest(&binding)
+        .await
+        .expect("evidence");
     assert_eq!(evidence.tee, Tee::SimVtpm);
     let claims = verifier
         .verify(&evidence, &VerifyOptions::now().with_nonce(&binding))
@@ -101,17 +103,21 @@ async fn sim_vtpm_evidence_verifies_and_binds_the_report_data() {
     let err = verifier
         .verify(&evidence, &VerifyOptions::now().with_nonce(&[0x43; 64]))
         .expect_err("other nonce");
-    assert!(matches!(err, VerifyError::Tpm(QuoteError::NonceMismatch { .. })), "{err}");
+    assert!(
+        matches!(err, VerifyError::Tpm(QuoteError::NonceMismatch { .. })),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_left_over_from_earlier_user_data_fails() {
-    let _turn = TPM.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TPM.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, verifier, socket) = sim_vtpm(dir.path()).await;
     // The HCL report made for earlier user data...
     let mut tpm = Tpm::open(&swtpm()).expect("swtpm");
-    tpm.nv_write(REPORT_DATA_INDEX, &[0x01; 64]).expect("NV write");
+    tpm.nv_write(REPORT_DATA_INDEX, &[0x01; 64])
+        .expect("NV write");
     drop(tpm); // the LAS reads the same TPM, which serves one connection at a time
     let stale = las::request_hcl_report(&socket).await.expect("HCL report");
     let mut tpm = Tpm::open(&swtpm()).expect("swtpm");
@@ -142,7 +148,11 @@ async fn a_report_left_over_from_earlier_user_data_fails() {
 async fn a_las_without_a_tpm_makes_no_sim_vtpm_reports() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("las.sock");
-    tokio::spawn(Las::bind(PlatformKey::generate().expect("key"), &socket).expect("bind").run());
+    tokio::spawn(
+        Las::bind(PlatformKey::generate().expect("key"), &socket)
+            .expect("bind")
+            .run(),
+    );
     let err = las::request_hcl_report(&socket).await.expect_err("no TPM");
     assert!(err.to_string().contains("without a TPM"), "{err}");
 }

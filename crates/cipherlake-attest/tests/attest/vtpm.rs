@@ -70,7 +70,10 @@ fn azure_snp_milan_sample_verifies_with_its_claims() {
 fn azure_snp_genoa_sample_verifies_with_its_claims() {
     let nonce = hex::decode(GENOA_NONCE).expect("hex");
     let claims = verify_snp(azure("snp-genoa-evidence-v0.json"), &nonce).expect("verifies");
-    assert_eq!(claims.snp.as_ref().map(|s| s.product.as_str()), Some("Genoa"));
+    assert_eq!(
+        claims.snp.as_ref().map(|s| s.product.as_str()),
+        Some("Genoa")
+    );
     let vtpm = claims.vtpm.expect("vtpm claims");
     assert_eq!(
         hex::encode(&vtpm.tpm_pcrs[0]),
@@ -113,7 +116,10 @@ fn azure_tdx_sample_checks_offline_and_needs_collateral_for_its_td_quote() {
             &VerifyOptions::now().with_nonce(CHALLENGE),
         )
         .expect_err("no collateral");
-    assert!(matches!(err, VerifyError::MissingCollateral { .. }), "{err}");
+    assert!(
+        matches!(err, VerifyError::MissingCollateral { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -129,13 +135,18 @@ fn a_tdx_vtpm_binding_is_checked_against_the_dcap_verified_td_quote() {
     built.hcl = HclReport::build(ReportType::Tdx, &tdreport, &claims).expect("hcl");
     built.td_quote = Some(read(fixture("tdx/tdx_quote")));
     let json = built.json();
-    let evidence = Evidence::new(Tee::AzureTdxVtpm, json).with_collateral(dcap_collateral(
-        &dcap_json("tdx/tdx_quote_collateral.json"),
-    ));
+    let evidence = Evidence::new(Tee::AzureTdxVtpm, json)
+        .with_collateral(dcap_collateral(&dcap_json("tdx/tdx_quote_collateral.json")));
     let err = Verifier::new()
-        .verify(&evidence, &VerifyOptions::at(july_2025()).with_nonce(&[7; 64]))
+        .verify(
+            &evidence,
+            &VerifyOptions::at(july_2025()).with_nonce(&[7; 64]),
+        )
         .expect_err("unbound runtime claims");
-    assert!(matches!(err, VerifyError::RuntimeClaimsMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, VerifyError::RuntimeClaimsMismatch { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -163,7 +174,10 @@ fn runtime_claims_changed_by_one_byte_are_refused() {
         byte_list(&mut v["report"], 1236 + 10, |b| *b ^= 0x01)
     });
     let err = verify_snp(json, CHALLENGE).expect_err("changed claims");
-    assert!(matches!(err, VerifyError::RuntimeClaimsMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, VerifyError::RuntimeClaimsMismatch { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -191,17 +205,26 @@ fn a_flipped_quote_or_signature_is_refused() {
         byte_list(&mut v["quote"]["message"], 121, |b| *b ^= 0x01)
     });
     let err = verify_snp(json, CHALLENGE).expect_err("flipped message");
-    assert!(matches!(err, VerifyError::Tpm(QuoteError::BadSignature)), "{err}");
+    assert!(
+        matches!(err, VerifyError::Tpm(QuoteError::BadSignature)),
+        "{err}"
+    );
     let json = edited("snp-milan-evidence-v0.json", |v| {
         byte_list(&mut v["quote"]["signature"], 0, |b| *b ^= 0x01)
     });
     let err = verify_snp(json, CHALLENGE).expect_err("flipped signature");
-    assert!(matches!(err, VerifyError::Tpm(QuoteError::BadSignature)), "{err}");
+    assert!(
+        matches!(err, VerifyError::Tpm(QuoteError::BadSignature)),
+        "{err}"
+    );
     let json = edited("snp-milan-evidence-v0.json", |v| {
         byte_list(&mut v["quote"]["message"], 0, |b| *b ^= 0x01)
     });
     let err = verify_snp(json, CHALLENGE).expect_err("magic");
-    assert!(matches!(err, VerifyError::Tpm(QuoteError::BadMagic { .. })), "{err}");
+    assert!(
+        matches!(err, VerifyError::Tpm(QuoteError::BadMagic { .. })),
+        "{err}"
+    );
 }
 
 #[test]
@@ -216,21 +239,30 @@ fn pcr_values_moved_between_slots_are_refused() {
         v["quote"]["pcrs"].as_array_mut().expect("pcrs").pop();
     });
     let err = verify_snp(json, CHALLENGE).expect_err("23 values");
-    assert!(matches!(err, VerifyError::Tpm(QuoteError::PcrValues { .. })), "{err}");
+    assert!(
+        matches!(err, VerifyError::Tpm(QuoteError::PcrValues { .. })),
+        "{err}"
+    );
 
     // A genuinely signed quote over another selection: PCRs 1..23 and 0 reordered into the
     // SHA-1 bank's slot, with values that hash right for that selection.
     let (ak, platform) = (test_ak(), PlatformKey::from_seed(&[3; 32]));
     for selection in [
         vec![(0x000b, vec![0xfe, 0xff, 0xff])],
-        vec![(0x000b, vec![0xff, 0xff, 0x7f]), (0x0004, vec![0x00, 0x00, 0x80])],
+        vec![
+            (0x000b, vec![0xff, 0xff, 0x7f]),
+            (0x0004, vec![0x00, 0x00, 0x80]),
+        ],
         vec![(0x000c, vec![0xff, 0xff, 0xff])],
         vec![(0x000b, vec![0xff, 0xff, 0xff, 0x01])],
     ] {
         let mut vtpm = SimVtpm::new(&ak, &platform);
         vtpm.selection = selection;
         let err = vtpm.verify().expect_err("partial selection");
-        assert!(matches!(err, VerifyError::Tpm(QuoteError::PcrSelection { .. })), "{err}");
+        assert!(
+            matches!(err, VerifyError::Tpm(QuoteError::PcrSelection { .. })),
+            "{err}"
+        );
     }
 }
 
@@ -283,7 +315,10 @@ fn sim_vtpm_needs_a_registered_platform_key() {
             &VerifyOptions::now().with_nonce(&vtpm.nonce),
         )
         .expect_err("unregistered");
-    assert!(matches!(err, VerifyError::UnknownPlatformKey { .. }), "{err}");
+    assert!(
+        matches!(err, VerifyError::UnknownPlatformKey { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -317,10 +352,19 @@ fn evidence_layouts_round_trip() {
         let parsed = VtpmEvidence::parse(&azure(name)).expect(name);
         let again = VtpmEvidence::parse(&parsed.to_json()).expect("v2");
         assert_eq!(again.version, 2);
-        assert_eq!(VtpmEvidence { version: parsed.version, ..again }, parsed);
+        assert_eq!(
+            VtpmEvidence {
+                version: parsed.version,
+                ..again
+            },
+            parsed
+        );
     }
     let err = VtpmEvidence::parse(br#"{"version":3}"#).expect_err("v3");
-    assert!(matches!(err, VerifyError::UnsupportedVersion { .. }), "{err}");
+    assert!(
+        matches!(err, VerifyError::UnsupportedVersion { .. }),
+        "{err}"
+    );
 }
 
 // ---- sim-vtpm evidence signed by test keys ----
@@ -337,7 +381,10 @@ fn attacker_ak() -> rsa::PrivateKey {
 
 fn modulus_exponent(key: &rsa::PrivateKey) -> (Vec<u8>, Vec<u8>) {
     use rsa::traits::PublicKeyParts as _;
-    (key.n().to_be_bytes().to_vec(), key.e().to_be_bytes().to_vec())
+    (
+        key.n().to_be_bytes().to_vec(),
+        key.e().to_be_bytes().to_vec(),
+    )
 }
 
 fn jwk(kid: &str, key: &rsa::PrivateKey) -> serde_json::Value {
@@ -422,7 +469,9 @@ impl<'a> SimVtpm<'a> {
         let runtime_claims = serde_json::to_vec(&doc).expect("claims");
         let mut report_data = [0u8; 64];
         report_data[..32].copy_from_slice(&Sha256::digest(&runtime_claims));
-        let sim = self.platform.sign_report([9; 48], report_data, 0, 1_700_000_000);
+        let sim = self
+            .platform
+            .sign_report([9; 48], report_data, 0, 1_700_000_000);
         let hcl = HclReport::build(ReportType::Sim, &sim, &runtime_claims).expect("hcl");
         let mut digest = Sha256::new();
         for pcr in &self.pcrs {
@@ -476,23 +525,19 @@ fn quote_message(nonce: &[u8], selection: &[(u16, Vec<u8>)], digest: &[u8]) -> V
     m
 }
 
-
 #[test]
 fn a_vcek_from_the_other_product_line_is_refused() {
     // Genoa evidence with the Milan sample's VCEK: the report's CPUID says Genoa.
     let milan = VtpmEvidence::parse(&azure("snp-milan-evidence-v0.json")).expect("milan");
-    let collateral = cipherlake_attest::snp::SnpCollateral::new(
-        milan.vcek.as_deref().expect("vcek"),
-        None,
-    )
-    .expect("vcek");
+    let collateral =
+        cipherlake_attest::snp::SnpCollateral::new(milan.vcek.as_deref().expect("vcek"), None)
+            .expect("vcek");
     let nonce = hex::decode(GENOA_NONCE).expect("hex");
     let err = Verifier::new()
         .verify(
-            &Evidence::new(Tee::AzureSnpVtpm, azure("snp-genoa-evidence-v0.json"))
-                .with_collateral(cipherlake_attest::Collateral::Snp(std::sync::Arc::new(
-                    collateral,
-                ))),
+            &Evidence::new(Tee::AzureSnpVtpm, azure("snp-genoa-evidence-v0.json")).with_collateral(
+                cipherlake_attest::Collateral::Snp(std::sync::Arc::new(collateral)),
+            ),
             &VerifyOptions::now().with_nonce(&nonce),
         )
         .expect_err("Milan VCEK for a Genoa report");
@@ -513,5 +558,8 @@ fn an_expired_vcek_is_refused() {
             &VerifyOptions::at(at("2033-01-01T00:00:00Z")).with_nonce(CHALLENGE),
         )
         .expect_err("VCEK expired in 2032");
-    assert!(matches!(err, VerifyError::CollateralExpired { .. }), "{err}");
+    assert!(
+        matches!(err, VerifyError::CollateralExpired { .. }),
+        "{err}"
+    );
 }

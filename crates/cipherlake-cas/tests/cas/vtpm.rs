@@ -42,9 +42,13 @@ fn pcr(index: usize) -> String {
 
 async fn attest(env: &Env, attester: &Attester, policy: &str) -> Result<String, CasError> {
     env.client
-        .attest(policy, "driver", Operation::Run, Some(JOB), |rd| async move {
-            attester_evidence(attester, rd).await
-        })
+        .attest(
+            policy,
+            "driver",
+            Operation::Run,
+            Some(JOB),
+            |rd| async move { attester_evidence(attester, rd).await },
+        )
         .await
         .map(|attested| attested.config.env["DB_URL"].as_str().to_string())
 }
@@ -58,19 +62,19 @@ async fn a_workload_attests_with_vtpm_evidence_and_receives_its_configuration() 
     let measurement = env.measurement.clone();
 
     // Admitted by a policy listing sim-vtpm, with PCR 0 pinned.
-    let pinned = env
-        .policy("vtpm", "sim-vtpm", &measurement, None)
-        .replace(
-            "    jobs:",
-            &format!("    pcrs:\n      0: sha256:{}\n    jobs:", pcr(0)),
-        );
+    let pinned = env.policy("vtpm", "sim-vtpm", &measurement, None).replace(
+        "    jobs:",
+        &format!("    pcrs:\n      0: sha256:{}\n    jobs:", pcr(0)),
+    );
     env.apply("vtpm", &pinned).await.unwrap();
     let db_url = attest(&env, &attester, "vtpm").await.expect("admitted");
     assert_eq!(db_url, "postgres://user:s3cr3t@db/taxi");
 
     // A policy that lists only sim refuses the kind.
     env.apply_standard("sim-only").await;
-    let err = attest(&env, &attester, "sim-only").await.expect_err("sim only");
+    let err = attest(&env, &attester, "sim-only")
+        .await
+        .expect_err("sim only");
     assert!(err.to_string().contains("tee-not-allowed"), "{err}");
 
     // A PCR pinned to another value is refused, naming the PCR.
@@ -81,7 +85,9 @@ async fn a_workload_attests_with_vtpm_evidence_and_receives_its_configuration() 
             &format!("    pcrs:\n      0: sha256:{}\n    jobs:", "ab".repeat(32)),
         );
     env.apply("vtpm-wrong-pcr", &wrong).await.unwrap();
-    let err = attest(&env, &attester, "vtpm-wrong-pcr").await.expect_err("PCR 0");
+    let err = attest(&env, &attester, "vtpm-wrong-pcr")
+        .await
+        .expect_err("PCR 0");
     assert!(err.to_string().contains("pcr-mismatch: PCR 0"), "{err}");
 
     // Evidence made for one request, replayed for the next: the quote's nonce and the HCL

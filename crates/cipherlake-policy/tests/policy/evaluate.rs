@@ -558,7 +558,11 @@ fn vtpm_pinned(pcr8: &str) -> Policy {
 fn pinned_pcrs_must_hold_their_values() {
     let policy = vtpm_pinned(&hex::encode([8u8; 32]));
     let claims = super::common::sim_vtpm_claims(DRIVER);
-    assert!(driver(&policy, &claims).allowed, "{:?}", driver(&policy, &claims));
+    assert!(
+        driver(&policy, &claims).allowed,
+        "{:?}",
+        driver(&policy, &claims)
+    );
     // PCR 8 (init data) pinned to another value.
     let policy = vtpm_pinned(&hex::encode([9u8; 32]));
     refused_with(
@@ -570,11 +574,18 @@ fn pinned_pcrs_must_hold_their_values() {
         }],
     );
     let reason = driver(&policy, &claims).reasons[0].to_string();
-    assert!(reason.contains("PCR 8") && reason.contains(&hex::encode([9u8; 32])), "{reason}");
+    assert!(
+        reason.contains("PCR 8") && reason.contains(&hex::encode([9u8; 32])),
+        "{reason}"
+    );
     // Evidence without PCRs (plain sim) cannot satisfy a PCR pin.
     let decision = driver(&vtpm_pinned(&hex::encode([8u8; 32])), &sim_claims(DRIVER));
     assert_eq!(
-        decision.reasons.iter().map(Reason::code).collect::<Vec<_>>(),
+        decision
+            .reasons
+            .iter()
+            .map(Reason::code)
+            .collect::<Vec<_>>(),
         ["pcr-mismatch", "pcr-mismatch"]
     );
     // Another vTPM kind than the policy lists is refused by kind.
@@ -583,7 +594,10 @@ fn pinned_pcrs_must_hold_their_values() {
         ..super::common::sim_vtpm_claims(DRIVER)
     };
     let decision = driver(&vtpm_pinned(&hex::encode([8u8; 32])), &azure);
-    assert!(matches!(decision.reasons[0], Reason::TeeNotAllowed { .. }), "{decision:?}");
+    assert!(
+        matches!(decision.reasons[0], Reason::TeeNotAllowed { .. }),
+        "{decision:?}"
+    );
 }
 
 #[test]
@@ -597,7 +611,10 @@ fn sim_vtpm_evidence_is_held_to_the_platform_list() {
     let policy = Policy::parse(&text).expect("valid");
     let decision = driver(&policy, &super::common::sim_vtpm_claims(DRIVER));
     assert!(
-        matches!(decision.reasons.as_slice(), [Reason::PlatformNotAllowed { .. }]),
+        matches!(
+            decision.reasons.as_slice(),
+            [Reason::PlatformNotAllowed { .. }]
+        ),
         "{decision:?}"
     );
 }

@@ -687,8 +687,11 @@ fn pcrs_need_a_vtpm_kind_a_bank_index_and_sha256_values() {
         )
     };
     let value = hex::encode([7u8; 32]);
-    Policy::parse(&pin("tees: [azure-snp-vtpm, azure-tdx-vtpm]", &format!("      7: {value}\n")))
-        .expect("PCR 7 pinned on Azure confidential VMs");
+    Policy::parse(&pin(
+        "tees: [azure-snp-vtpm, azure-tdx-vtpm]",
+        &format!("      7: {value}\n"),
+    ))
+    .expect("PCR 7 pinned on Azure confidential VMs");
     assert_eq!(
         single(
             &pin("tees: [sim]", &format!("      7: {value}\n")),
@@ -707,7 +710,10 @@ fn pcrs_need_a_vtpm_kind_a_bank_index_and_sha256_values() {
     );
     assert!(matches!(
         single(
-            &pin("tees: [sim-vtpm]", &format!("      7: sha384:{}\n", hex::encode([7u8; 48]))),
+            &pin(
+                "tees: [sim-vtpm]",
+                &format!("      7: sha384:{}\n", hex::encode([7u8; 48]))
+            ),
             "services.driver.pcrs.7",
             "7:"
         ),

@@ -118,8 +118,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.cert_ttl = std::time::Duration::from_secs(args.cert_ttl);
     for path in &args.amd_crls {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let crl = cipherlake_attest::snp::AmdCrl::parse(&bytes)
             .with_context(|| format!("--amd-crl {}", path.display()))?;
         config.amd_crls.push(crl);

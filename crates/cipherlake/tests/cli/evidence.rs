@@ -195,7 +195,13 @@ fn azure_confidential_vm_evidence_verifies_with_its_nonce() {
     // The TDX sample's TD quote needs DCAP collateral, which does not ship with it.
     let tdx = fixture("azure-vtpm/tdx-evidence-v1.json");
     let err = fails(&[
-        "evidence", "verify", "--tee", "azure-tdx-vtpm", &tdx, "--nonce", "6368616c6c656e6765",
+        "evidence",
+        "verify",
+        "--tee",
+        "azure-tdx-vtpm",
+        &tdx,
+        "--nonce",
+        "6368616c6c656e6765",
     ]);
     assert!(err.contains("--collateral FILE is required"), "{err}");
 }
@@ -218,5 +224,8 @@ fn an_amd_crl_is_checked_when_given() {
         "--crl",
         &crl,
     ]);
-    assert!(err.contains("bad signature over the AMD Milan CRL"), "{err}");
+    assert!(
+        err.contains("bad signature over the AMD Milan CRL"),
+        "{err}"
+    );
 }

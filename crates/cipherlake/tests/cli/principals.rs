@@ -22,7 +22,7 @@ fn policy(bed: &Testbed, job: &str) -> String {
     let d = bed.dir.path();
     format!(
         "apiVersion: cipherlake/v1\nname: lake\npredecessor: null\nowners: [{owner}]\n\
-         attestation:\n  tees: [sim]\n\
+         attestation:\n  tees: [{tee}]\n\
          services:\n\
          \x20 ingest:\n    operation: encrypt\n    measurements: [sha384:{m}]\n    kms_keys: {{ data-key: [wrap] }}\n\
          \x20 driver:\n    operation: run\n    measurements: [sha384:{m}]\n    jobs: [sha256:{job}]\n\
@@ -35,6 +35,7 @@ fn policy(bed: &Testbed, job: &str) -> String {
          \x20 data-key: {{ kind: aes-256, generate: true }}\n\
          \x20 results-key: {{ kind: aes-256, generate: true }}\n",
         owner = bed.owner,
+        tee = bed.tee(),
         custodian = bed.custodian,
         m = bed.measurement,
         peek = sha256_hex(b"SELECT 1"),
@@ -557,4 +558,32 @@ fn ae_cell_values_may_be_negative_numbers() {
         cell.trim(),
     ]);
     assert_eq!(value.trim(), "-1");
+}
+
+#[test]
+fn a_job_runs_on_vtpm_evidence_from_a_software_tpm() {
+    // The whole pipeline (an encrypt service writes, the driver runs the job, the custodian
+    // decrypts) with sim-vtpm: every workload quotes with the software TPM, the LAS makes the
+    // HCL report, and the policy accepts only sim-vtpm.
+    let bed = Testbed::start_sim_vtpm();
+    pipeline(&bed);
+    let log = bed.audit_log();
+    assert!(log.contains("\"tee\":\"sim-vtpm\""), "{log}");
+    assert!(!log.contains("\"tee\":\"sim\""), "{log}");
+    // The same driver without the TPM produces sim evidence, which this policy refuses.
+    let d = bed.dir.path();
+    let mut command = bed.command(&[
+        "run",
+        "--cas",
+        &bed.url,
+        "--policy",
+        "lake",
+        "--service",
+        "driver",
+        path(&d.join("job.sql")),
+    ]);
+    let out = command.env_remove("CIPHERLAKE_TPM").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("tee-not-allowed"), "{stderr}");
 }

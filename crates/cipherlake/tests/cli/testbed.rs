@@ -81,6 +81,8 @@ pub struct Testbed {
     pub custodian: String,
     /// The sim measurement of the binary under test, hex.
     pub measurement: String,
+    /// sim-vtpm: the software TPM the LAS and the workloads use (`tcp:HOST:PORT`).
+    pub tpm: Option<String>,
     cas: Background,
     _las: Background,
 }
@@ -102,7 +104,26 @@ impl Testbed {
         Self::start_full(&[], serve_flags, Stdio::null())
     }
 
+    /// As [`Testbed::start`], in sim-vtpm: the LAS makes HCL reports over the software TPM
+    /// of `scripts/swtpm` (`CIPHERLAKE_TEST_SWTPM`) and every command quotes with it.
+    pub fn start_sim_vtpm() -> Self {
+        let tpm = std::env::var("CIPHERLAKE_TEST_SWTPM").expect(
+            "CIPHERLAKE_TEST_SWTPM is not set: run the tests through scripts/test, which starts \
+             and provisions a software TPM (scripts/swtpm)",
+        );
+        Self::start_tpm(&[], &[], Stdio::null(), Some(tpm))
+    }
+
     fn start_full(cas_flags: &[&str], serve_flags: &[&str], cas_stderr: impl Into<Stdio>) -> Self {
+        Self::start_tpm(cas_flags, serve_flags, cas_stderr, None)
+    }
+
+    fn start_tpm(
+        cas_flags: &[&str],
+        serve_flags: &[&str],
+        cas_stderr: impl Into<Stdio>,
+        tpm: Option<String>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let platform_key = d.join("platform.key");
@@ -110,16 +131,17 @@ impl Testbed {
             .trim()
             .to_string();
         let socket = d.join("las.sock");
-        let las = spawn(
-            &[
-                "las",
-                "--platform-key",
-                path(&platform_key),
-                "--socket",
-                path(&socket),
-            ],
-            Stdio::null(),
-        );
+        let mut las_args = vec![
+            "las",
+            "--platform-key",
+            path(&platform_key),
+            "--socket",
+            path(&socket),
+        ];
+        if let Some(tpm) = &tpm {
+            las_args.extend(["--tpm", tpm.as_str()]);
+        }
+        let las = spawn(&las_args, Stdio::null());
         wait_for("the LAS", || socket.exists());
 
         let (data, cert) = (d.join("cas"), d.join("cas/tls-cert.pem"));
@@ -176,6 +198,7 @@ impl Testbed {
             custodian_key,
             custodian,
             measurement,
+            tpm,
             cas,
             _las: las,
         }
@@ -222,7 +245,20 @@ impl Testbed {
             .env_remove("RUST_LOG")
             .env("CIPHERLAKE_CAS_CERT", &self.cert)
             .env("CIPHERLAKE_LAS_SOCKET", &self.socket);
+        match &self.tpm {
+            Some(tpm) => command.env("CIPHERLAKE_TPM", tpm),
+            None => command.env_remove("CIPHERLAKE_TPM"),
+        };
         command
+    }
+
+    /// The evidence kind the testbed's workloads produce, as a policy lists it.
+    pub fn tee(&self) -> &'static str {
+        if self.tpm.is_some() {
+            "sim-vtpm"
+        } else {
+            "sim"
+        }
     }
 
     /// The audit log as text (`audit show`, as the operator).
