@@ -236,3 +236,16 @@ fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> AttestErro
         source,
     }
 }
+
+/// Test support: `err` is the I/O error of opening the missing `path`, naming it.
+#[cfg(test)]
+fn assert_not_found(err: &AttestError, path: &std::path::Path) {
+    match err {
+        AttestError::Io { path: p, source } => {
+            assert_eq!(p, path);
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected AttestError::Io, got {other:?}"),
+    }
+    assert!(err.to_string().contains(&path.display().to_string()));
+}

@@ -946,14 +946,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sev-guest");
         let err = SevGuestAttester::new(&path).attest(&[0; 64]).unwrap_err();
-        match &err {
-            AttestError::Io { path: p, source } => {
-                assert_eq!(p, &path);
-                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
-            }
-            other => panic!("expected AttestError::Io, got {other:?}"),
-        }
-        assert!(err.to_string().contains(&path.display().to_string()));
+        super::super::assert_not_found(&err, &path);
     }
 
     #[test]

@@ -373,7 +373,9 @@ mod tests {
             .await
             .expect_err("nothing listens");
         assert!(err.to_string().contains("fetching the VCEK"), "{err}");
-        let err = fetch_vcek("https://169.254.169.254").await.expect_err("https");
+        let err = fetch_vcek("https://169.254.169.254")
+            .await
+            .expect_err("https");
         assert!(err.to_string().contains("only http://"), "{err}");
     }
 }
