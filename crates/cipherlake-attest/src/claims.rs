@@ -125,8 +125,8 @@ pub struct Claims {
     /// TDX runtime measurement registers RTMR0..3 (empty for other TEEs).
     #[serde(default, with = "hex_list", skip_serializing_if = "Vec::is_empty")]
     pub rtmrs: Vec<Vec<u8>>,
-    /// Who signed the code: SGX MRSIGNER, SEV-SNP author key digest (or ID key digest when
-    /// no author key is used).
+    /// Who signed the code: SGX MRSIGNER. (SEV-SNP's ID and author key digests are in
+    /// [`SnpClaims`].)
     #[serde(default, with = "hex_opt", skip_serializing_if = "Option::is_none")]
     pub signer: Option<Vec<u8>>,
     /// SGX ISV product id.
@@ -154,6 +154,9 @@ pub struct Claims {
     /// When the evidence was produced (unix seconds), where the evidence says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<u64>,
+    /// SGX-specific claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sgx: Option<SgxClaims>,
     /// TDX-specific claims.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tdx: Option<TdxClaims>,
@@ -183,6 +186,25 @@ pub struct VtpmClaims {
     /// The hardware report's own report data (SHA-256 of the runtime claims, then padding).
     #[serde(with = "hex_bytes")]
     pub hardware_report_data: Vec<u8>,
+}
+
+/// Claims only an SGX quote carries (beyond MRENCLAVE, MRSIGNER, ISV product id and SVN).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SgxClaims {
+    /// ATTRIBUTES (flags then XFRM, little-endian; flags bit 1 is DEBUG).
+    #[serde(with = "hex_bytes")]
+    pub attributes: Vec<u8>,
+    /// CONFIGID (KSS), 64 bytes.
+    #[serde(with = "hex_bytes")]
+    pub config_id: Vec<u8>,
+    /// CONFIGSVN (KSS).
+    pub config_svn: u16,
+    /// ISVEXTPRODID (KSS), 16 bytes.
+    #[serde(with = "hex_bytes")]
+    pub isv_ext_prod_id: Vec<u8>,
+    /// ISVFAMILYID (KSS), 16 bytes.
+    #[serde(with = "hex_bytes")]
+    pub isv_family_id: Vec<u8>,
 }
 
 /// Claims only a TDX quote carries.

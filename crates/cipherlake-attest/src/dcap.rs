@@ -12,7 +12,7 @@ use dcap_qvl::{QuoteCollateralV3, Tcb, TcbComponents, TcbInfo, TcbLevel};
 use serde::Deserialize;
 
 use crate::time::format_unix;
-use crate::{Claims, TcbStatus, TdxClaims, Tee, VerifyError};
+use crate::{Claims, SgxClaims, TcbStatus, TdxClaims, Tee, VerifyError};
 
 const HEADER_LEN: usize = 48;
 const SGX_REPORT_LEN: usize = 384;
@@ -385,6 +385,7 @@ fn claims_from(tee: Tee, verified: &dcap_qvl::QuoteClaims) -> Result<Claims, Ver
         host_data: None,
         platform_id: None,
         timestamp: None,
+        sgx: None,
         tdx: None,
         snp: None,
         vtpm: None,
@@ -398,6 +399,15 @@ fn claims_from(tee: Tee, verified: &dcap_qvl::QuoteClaims) -> Result<Claims, Ver
             // SGX ATTRIBUTES.FLAGS bit 1: DEBUG.
             claims.debug = r.attributes[0] & 0x02 != 0;
             claims.report_data = r.report_data;
+            // dcap-qvl folds the KSS fields into its reserved arrays (SGX report body:
+            // ISVEXTPRODID at 32, CONFIGID at 192, CONFIGSVN at 260, ISVFAMILYID at 304).
+            claims.sgx = Some(SgxClaims {
+                attributes: r.attributes.to_vec(),
+                config_id: r.reserved3[32..96].to_vec(),
+                config_svn: u16::from_le_bytes([r.reserved4[0], r.reserved4[1]]),
+                isv_ext_prod_id: r.reserved1[12..28].to_vec(),
+                isv_family_id: r.reserved4[44..60].to_vec(),
+            });
         }
         report => {
             let td = report.as_td10().ok_or_else(|| {

@@ -27,6 +27,8 @@ pub mod time;
 pub mod tpm;
 pub mod vtpm;
 
-pub use claims::{Claims, SnpClaims, SnpPolicy, SnpTcb, TcbStatus, TdxClaims, Tee, VtpmClaims};
+pub use claims::{
+    Claims, SgxClaims, SnpClaims, SnpPolicy, SnpTcb, TcbStatus, TdxClaims, Tee, VtpmClaims,
+};
 pub use error::VerifyError;
 pub use evidence::{Collateral, Evidence, Verifier, VerifyOptions, verify_binding};

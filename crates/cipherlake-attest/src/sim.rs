@@ -13,6 +13,15 @@
 //! | 52  | 48 | measurement = SHA-384 of the requesting process's executable |
 //! | 100 | 64 | report data |
 //! | 164 | 64 | ed25519 signature over bytes 0..164 |
+//!
+//! # Version 2: emulated TEE claims
+//!
+//! A LAS started with `--emulate FILE` writes version 2: the same 164-byte body (version = 2),
+//! then a 4-byte length and that many bytes of JSON ([`Emulated`]: SGX, TDX or SEV-SNP claims,
+//! HOST_DATA, RTMRs), then the ed25519 signature over everything before it. The verifier puts
+//! the emulated claims beside the sim claims, so policies' TEE identity fields can be tested end
+//! to end without the hardware. The evidence stays `sim`: a policy that does not list sim
+//! refuses it, whatever it emulates.
 
 use std::collections::HashMap;
 
@@ -23,8 +32,12 @@ use crate::{Claims, TcbStatus, Tee, VerifyError};
 
 /// Magic bytes at the start of a sim report.
 pub const MAGIC: [u8; 4] = *b"CLSR";
-/// The report format version this crate writes.
+/// The report format version this crate writes without emulated claims.
 pub const VERSION: u16 = 1;
+/// The version with emulated TEE claims.
+pub const VERSION_EMULATING: u16 = 2;
+/// The largest emulated-claims extension accepted.
+const MAX_EMULATED: usize = 8192;
 /// Length of the signed part of a report.
 pub const BODY_LEN: usize = 164;
 /// Length of a report.
@@ -48,6 +61,37 @@ pub struct SimReport {
     pub measurement: [u8; 48],
     /// Report data supplied by the caller.
     pub report_data: [u8; 64],
+    /// Version 2: the TEE claims the LAS emulates.
+    pub emulated: Option<Emulated>,
+}
+
+/// TEE claims a LAS emulates in version 2 sim reports (for testing policies' identity fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Emulated {
+    /// SGX claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sgx: Option<crate::SgxClaims>,
+    /// TDX claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tdx: Option<crate::TdxClaims>,
+    /// SEV-SNP claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snp: Option<crate::SnpClaims>,
+    /// HOST_DATA (SEV-SNP) or MRCONFIGID (TDX).
+    #[serde(
+        default,
+        with = "crate::encoding::hex_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host_data: Option<Vec<u8>>,
+    /// TDX RTMR0..3.
+    #[serde(
+        default,
+        with = "crate::encoding::hex_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub rtmrs: Vec<Vec<u8>>,
 }
 
 impl SimReport {
@@ -67,11 +111,11 @@ impl SimReport {
 
     /// Parses a report without checking its signature; returns the report and the signature.
     pub fn parse(raw: &[u8]) -> Result<(Self, [u8; 64]), VerifyError> {
-        if raw.len() != REPORT_LEN {
+        if raw.len() < REPORT_LEN {
             return Err(VerifyError::malformed(
                 WHAT,
-                raw.len().min(REPORT_LEN),
-                format!("length {} (expected {REPORT_LEN})", raw.len()),
+                raw.len(),
+                format!("length {} (at least {REPORT_LEN})", raw.len()),
             ));
         }
         if take::<4>(raw, 0) != MAGIC {
@@ -82,12 +126,23 @@ impl SimReport {
             ));
         }
         let version = u16::from_le_bytes(take(raw, 4));
-        if version != VERSION {
-            return Err(VerifyError::UnsupportedVersion {
-                what: WHAT,
-                version: u32::from(version),
-            });
-        }
+        let emulated = match version {
+            VERSION if raw.len() == REPORT_LEN => None,
+            VERSION => {
+                return Err(VerifyError::malformed(
+                    WHAT,
+                    REPORT_LEN,
+                    format!("version 1 is {REPORT_LEN} bytes, found {}", raw.len()),
+                ));
+            }
+            VERSION_EMULATING => Some(parse_emulated(raw)?),
+            _ => {
+                return Err(VerifyError::UnsupportedVersion {
+                    what: WHAT,
+                    version: u32::from(version),
+                });
+            }
+        };
         let flags = u16::from_le_bytes(take(raw, 6));
         if flags & !1 != 0 {
             return Err(VerifyError::malformed(WHAT, 6, "reserved flag bits set"));
@@ -100,9 +155,39 @@ impl SimReport {
             platform_id: take(raw, 20),
             measurement: take(raw, 52),
             report_data: take(raw, 100),
+            emulated,
         };
-        Ok((report, take(raw, BODY_LEN)))
+        Ok((report, take(raw, raw.len() - 64)))
     }
+
+    /// The signed bytes: the body, then for version 2 the extension.
+    fn signed(&self) -> Vec<u8> {
+        let mut out = self.body().to_vec();
+        if let Some(emulated) = &self.emulated {
+            let json = serde_json::to_vec(emulated).unwrap_or_default();
+            out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+            out.extend_from_slice(&json);
+        }
+        out
+    }
+}
+
+/// The emulated claims of a version 2 report: length, JSON, then exactly the signature.
+fn parse_emulated(raw: &[u8]) -> Result<Emulated, VerifyError> {
+    let len = u32::from_le_bytes(take(raw, BODY_LEN)) as usize;
+    let start = BODY_LEN + 4;
+    if len > MAX_EMULATED || raw.len() != start + len + 64 {
+        return Err(VerifyError::malformed(
+            WHAT,
+            BODY_LEN,
+            format!(
+                "emulated claims of {len} bytes do not fit a {}-byte report (at most {MAX_EMULATED})",
+                raw.len()
+            ),
+        ));
+    }
+    serde_json::from_slice(&raw[start..start + len])
+        .map_err(|e| VerifyError::malformed(WHAT, start, format!("emulated claims: {e}")))
 }
 
 /// Copies `N` bytes at `offset` (zeros past the end; callers check the length first).
@@ -154,19 +239,34 @@ impl PlatformKey {
         svn: u32,
         timestamp: u64,
     ) -> Vec<u8> {
+        self.sign_emulating(measurement, report_data, svn, timestamp, None)
+    }
+
+    /// Signs a report that, with `emulated`, also carries emulated TEE claims (version 2).
+    pub fn sign_emulating(
+        &self,
+        measurement: [u8; 48],
+        report_data: [u8; 64],
+        svn: u32,
+        timestamp: u64,
+        emulated: Option<&Emulated>,
+    ) -> Vec<u8> {
         let report = SimReport {
-            version: VERSION,
+            version: if emulated.is_some() {
+                VERSION_EMULATING
+            } else {
+                VERSION
+            },
             debug: false,
             svn,
             timestamp,
             platform_id: self.0.verifying_key().to_bytes(),
             measurement,
             report_data,
+            emulated: emulated.cloned(),
         };
-        let body = report.body();
-        let signature = self.0.sign(&body);
-        let mut out = Vec::with_capacity(REPORT_LEN);
-        out.extend_from_slice(&body);
+        let mut out = report.signed();
+        let signature = self.0.sign(&out);
         out.extend_from_slice(&signature.to_bytes());
         out
     }
@@ -234,16 +334,17 @@ pub fn verify_report(raw: &[u8], keys: &PlatformKeys) -> Result<Claims, VerifyEr
             platform_id: hex::encode(report.platform_id),
         })?;
     key.0
-        .verify_strict(&report.body(), &Signature::from_bytes(&signature))
+        .verify_strict(&raw[..raw.len() - 64], &Signature::from_bytes(&signature))
         .map_err(|_| VerifyError::BadSignature {
             what: "the sim report (by the platform key)".into(),
         })?;
+    let emulated = report.emulated.unwrap_or_default();
     Ok(Claims {
         tee: Tee::Sim,
         attested_tee: None,
         evidence_version: u32::from(report.version),
         measurement: report.measurement.to_vec(),
-        rtmrs: Vec::new(),
+        rtmrs: emulated.rtmrs,
         signer: None,
         product_id: None,
         svn: Some(report.svn),
@@ -251,11 +352,12 @@ pub fn verify_report(raw: &[u8], keys: &PlatformKeys) -> Result<Claims, VerifyEr
         tcb_status: TcbStatus::NotEvaluated,
         advisory_ids: Vec::new(),
         report_data: report.report_data,
-        host_data: None,
+        host_data: emulated.host_data,
         platform_id: Some(report.platform_id.to_vec()),
         timestamp: Some(report.timestamp),
-        tdx: None,
-        snp: None,
+        sgx: emulated.sgx,
+        tdx: emulated.tdx,
+        snp: emulated.snp,
         vtpm: None,
     })
 }

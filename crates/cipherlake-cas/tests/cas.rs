@@ -12,6 +12,8 @@ mod audit_log;
 mod cas_verify;
 #[path = "cas/happy.rs"]
 mod happy;
+#[path = "cas/identity.rs"]
+mod identity;
 #[path = "cas/kms.rs"]
 mod kms;
 #[path = "cas/operations.rs"]

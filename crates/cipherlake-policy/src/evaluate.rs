@@ -120,6 +120,26 @@ pub enum Reason {
         /// The evidence's TEE.
         tee: Tee,
     },
+    /// A TEE identity field the service pins has another value (or the evidence lacks it).
+    FieldMismatch {
+        /// The field, as the policy names it (`tdx.rtmr1`, `sev_snp.host_data`, ...).
+        field: String,
+        /// The pinned value (or values), hex or a number.
+        expected: String,
+        /// The evidence's value, if it reports one.
+        found: Option<String>,
+    },
+    /// A TEE version field is below the service's minimum (or the evidence lacks it).
+    BelowMinimum {
+        /// The field (`sev_snp.min_reported_tcb.microcode`, `sgx.min_config_svn`, ...).
+        field: String,
+        /// The minimum.
+        minimum: String,
+        /// The evidence's value, if it reports one.
+        found: Option<String>,
+    },
+    /// An SEV-SNP guest policy that allows a migration agent, not tolerated.
+    MigrationAgentNotTolerated,
     /// A PCR the service pins has another value in the evidence (or the evidence has no PCRs).
     PcrMismatch {
         /// The PCR index.
@@ -179,6 +199,9 @@ impl Reason {
         "job-not-allowed",
         "evidence-too-old",
         "pcr-mismatch",
+        "field-mismatch",
+        "below-minimum",
+        "migration-agent-not-tolerated",
     ];
 
     /// A stable machine code (metrics label, API field).
@@ -196,6 +219,9 @@ impl Reason {
                 Tolerance::OutdatedTcb => "tcb-outdated",
                 Tolerance::SwHardeningNeeded => "tcb-sw-hardening-needed",
                 Tolerance::ConfigurationNeeded => "tcb-configuration-needed",
+                // Never required by a TCB status; their own reasons have their own codes.
+                Tolerance::MigrationAgent => "migration-agent-not-tolerated",
+                Tolerance::UnevaluatedTcb => "tcb-not-evaluated",
             },
             Reason::TcbNotEvaluated { .. } => "tcb-not-evaluated",
             Reason::PlatformNotAllowed { .. } => "platform-not-allowed",
@@ -204,6 +230,9 @@ impl Reason {
             Reason::JobNotAllowed { .. } => "job-not-allowed",
             Reason::EvidenceTooOld { .. } => "evidence-too-old",
             Reason::PcrMismatch { .. } => "pcr-mismatch",
+            Reason::FieldMismatch { .. } => "field-mismatch",
+            Reason::BelowMinimum { .. } => "below-minimum",
+            Reason::MigrationAgentNotTolerated => "migration-agent-not-tolerated",
         }
     }
 }
@@ -221,6 +250,27 @@ impl fmt::Display for Reason {
             Reason::UnknownService { service } => {
                 write!(f, "the policy has no service {service:?}")
             }
+            Reason::FieldMismatch {
+                field,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{field} is {}, the service requires {expected}",
+                optional(found)
+            ),
+            Reason::BelowMinimum {
+                field,
+                minimum,
+                found,
+            } => write!(
+                f,
+                "{field}: {} is below the minimum {minimum}",
+                optional(found)
+            ),
+            Reason::MigrationAgentNotTolerated => f.write_str(
+                "the SEV-SNP guest policy allows a migration agent, and migration-agent is not tolerated",
+            ),
             Reason::PcrMismatch {
                 index,
                 expected,
@@ -264,6 +314,12 @@ impl fmt::Display for Reason {
                 f,
                 "TCB status {} needs the tolerance {needs}, which the policy does not list",
                 tcb_status_name(*status)
+            ),
+            Reason::TcbNotEvaluated {
+                tee: tee @ (Tee::SevSnp | Tee::AzureSnpVtpm),
+            } => write!(
+                f,
+                "{tee} evidence carries no TCB verdict: set sev_snp.min_reported_tcb, or tolerate unevaluated-tcb"
             ),
             Reason::TcbNotEvaluated { tee } => write!(
                 f,
@@ -361,7 +417,11 @@ pub fn required_tolerances(status: TcbStatus) -> &'static [Tolerance] {
 /// * the service must exist; its measurements (if listed) must contain the measurement, its
 ///   signers (if listed) the signer; `product_id` must match and `min_svn` be reached;
 /// * jobs: with allow-listed jobs the request must name one of them; without, it must name
-///   none.
+///   none;
+/// * the TEE identity fields the service pins (`sgx`, `tdx`, `sev_snp`, `pcrs`); SEV-SNP
+///   evidence must come from VMPL 0 unless `sev_snp.vmpl` says otherwise, may not allow a
+///   migration agent unless `migration-agent` is tolerated, and needs
+///   `sev_snp.min_reported_tcb` or the `unevaluated-tcb` tolerance ([`crate::identity`]).
 pub fn evaluate(
     policy: &Policy,
     service: &str,
@@ -387,13 +447,30 @@ pub fn evaluate(
                     bound,
                 });
             }
-            service_checks(spec, claims, request, &mut reasons)
+            service_checks(spec, claims, request, &mut reasons);
+            let identity = crate::identity::Identity {
+                sgx: spec.sgx.as_ref(),
+                tdx: spec.tdx.as_ref(),
+                sev_snp: spec.sev_snp.as_ref(),
+            };
+            crate::identity::evaluate(identity, claims, &tolerated(policy), &mut reasons);
         }
     }
     Decision {
         allowed: reasons.is_empty(),
         reasons,
     }
+}
+
+/// The tolerances the policy lists.
+fn tolerated(policy: &Policy) -> Vec<Tolerance> {
+    policy
+        .spec()
+        .attestation
+        .tolerate
+        .iter()
+        .filter_map(|t| t.known())
+        .collect()
 }
 
 fn platform_checks(policy: &Policy, claims: &Claims, now: u64, reasons: &mut Vec<Reason>) {
@@ -405,11 +482,7 @@ fn platform_checks(policy: &Policy, claims: &Claims, now: u64, reasons: &mut Vec
             allowed,
         });
     }
-    let tolerated: Vec<Tolerance> = attestation
-        .tolerate
-        .iter()
-        .filter_map(|t| t.known())
-        .collect();
+    let tolerated = tolerated(policy);
     if claims.debug && !tolerated.contains(&Tolerance::Debug) {
         reasons.push(Reason::DebugNotTolerated);
     }

@@ -98,11 +98,14 @@ pub enum Tolerance {
     SwHardeningNeeded,
     /// `configuration-needed`: the platform's configuration needs changing.
     ConfigurationNeeded,
+    /// `migration-agent`: an SEV-SNP guest policy allows a migration agent.
+    MigrationAgent,
+    /// `unevaluated-tcb`: SEV-SNP evidence without `sev_snp.min_reported_tcb` (no TCB verdict).
+    UnevaluatedTcb,
 }
 
 impl Keyword for Tolerance {
-    const EXPECTED: &'static str =
-        "debug, outdated-tcb, sw-hardening-needed or configuration-needed";
+    const EXPECTED: &'static str = "debug, outdated-tcb, sw-hardening-needed, configuration-needed, migration-agent or unevaluated-tcb";
 
     fn parse(word: &str) -> Option<Self> {
         Some(match word {
@@ -110,6 +113,8 @@ impl Keyword for Tolerance {
             "outdated-tcb" => Tolerance::OutdatedTcb,
             "sw-hardening-needed" => Tolerance::SwHardeningNeeded,
             "configuration-needed" => Tolerance::ConfigurationNeeded,
+            "migration-agent" => Tolerance::MigrationAgent,
+            "unevaluated-tcb" => Tolerance::UnevaluatedTcb,
             _ => return None,
         })
     }
@@ -120,6 +125,8 @@ impl Keyword for Tolerance {
             Tolerance::OutdatedTcb => "outdated-tcb",
             Tolerance::SwHardeningNeeded => "sw-hardening-needed",
             Tolerance::ConfigurationNeeded => "configuration-needed",
+            Tolerance::MigrationAgent => "migration-agent",
+            Tolerance::UnevaluatedTcb => "unevaluated-tcb",
         }
     }
 }

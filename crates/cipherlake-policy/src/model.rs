@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::digest::Digest;
 use crate::hash::PolicyHash;
+use crate::identity::{SgxIdentity, SnpIdentity, TdxIdentity};
 use crate::keys::PublicKey;
 use crate::keyword::{Console, KmsRight, Named, Operation, SecretKind, Tolerance};
 
@@ -101,6 +102,15 @@ pub struct Service {
     /// and 11 for the boot chain or 8 for init data. Evidence without PCRs is refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pcrs: BTreeMap<u8, Digest>,
+    /// SGX identity beyond MRENCLAVE and MRSIGNER (KSS config id and SVN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sgx: Option<SgxIdentity>,
+    /// TDX identity: MRTD, RTMRs, MRCONFIGID, owner fields, TDX module, attributes, TCB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tdx: Option<TdxIdentity>,
+    /// SEV-SNP identity: measurement, HOST_DATA, key digests, ids, VMPL, TCB, guest SVN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sev_snp: Option<SnpIdentity>,
     /// Allow-listed job-file hashes (`sha256:HEX`). Empty: the service runs without a job file
     /// and a request naming one is refused.
     #[serde(default)]
@@ -132,6 +142,17 @@ pub struct Service {
 }
 
 impl Service {
+    /// Whether the service pins the code it admits: a measurement or a signer of any TEE.
+    pub fn pins_code(&self) -> bool {
+        !self.measurements.is_empty()
+            || !self.signers.is_empty()
+            || self.tdx.as_ref().is_some_and(|t| !t.mr_td.is_empty())
+            || self
+                .sev_snp
+                .as_ref()
+                .is_some_and(|s| !s.measurement.is_empty() || s.pins_signer())
+    }
+
     /// The declared operation, if it is a known one.
     pub fn operation(&self) -> Option<Operation> {
         self.operation.as_ref().and_then(Named::known)

@@ -84,6 +84,22 @@ pub enum IssueKind {
         "platforms are LAS keys for sim evidence, but attestation.tees lists neither sim nor sim-vtpm"
     )]
     PlatformsWithoutSim,
+    /// A TEE identity section although no TEE reporting those fields is accepted.
+    #[error("{0} fields are pinned, but attestation.tees lists no TEE that reports them")]
+    SectionWithoutTee(&'static str),
+    /// A hex identity field of the wrong length.
+    #[error("must be {expected} bytes ({} hex digits), found {found} bytes", expected * 2)]
+    HexLength {
+        /// The field's length.
+        expected: usize,
+        /// The length found.
+        found: usize,
+    },
+    /// `signers` on a service whose policy accepts SEV-SNP, which used to mean its key digests.
+    #[error(
+        "for SEV-SNP, signers is split: pin sev_snp.id_key_digest and/or sev_snp.author_key_digest (signers now means SGX MRSIGNER only)"
+    )]
+    SnpSignersSplit,
     /// PCR values pinned although no vTPM evidence kind is accepted.
     #[error(
         "PCRs are vTPM values, but attestation.tees lists no azure-snp-vtpm, azure-tdx-vtpm or sim-vtpm"
@@ -440,6 +456,75 @@ impl Checker<'_> {
             .any(|tee| tee.known().is_some_and(cipherlake_attest::Tee::is_vtpm))
     }
 
+    /// Whether a TEE that reports `section`'s fields is accepted (sim emulates any).
+    fn section_applies(&self, section: &str) -> bool {
+        use cipherlake_attest::Tee;
+        self.spec
+            .attestation
+            .tees
+            .iter()
+            .filter_map(|t| t.known())
+            .any(|tee| {
+                tee.is_sim()
+                    || match section {
+                        "sgx" => tee == Tee::Sgx,
+                        "tdx" => matches!(tee, Tee::Tdx | Tee::AzureTdxVtpm),
+                        _ => matches!(tee, Tee::SevSnp | Tee::AzureSnpVtpm),
+                    }
+            })
+    }
+
+    /// The TEE identity sections: listed TEEs, hex lengths, SEV-SNP signers split.
+    fn identity(&mut self, path: &FieldPath, service: &Service) {
+        let sections = [
+            ("sgx", service.sgx.as_ref().map(|s| s.hex_fields())),
+            ("tdx", service.tdx.as_ref().map(|s| s.hex_fields())),
+            ("sev_snp", service.sev_snp.as_ref().map(|s| s.hex_fields())),
+        ];
+        for (section, fields) in sections {
+            let Some(fields) = fields else { continue };
+            let at = path.key(section);
+            if !self.section_applies(section) {
+                self.report(at.clone(), IssueKind::SectionWithoutTee(section));
+            }
+            for (name, index, value) in fields {
+                let expected = crate::identity::hex_len(name).unwrap_or(value.0.len());
+                if value.0.len() != expected {
+                    let field = at.key(name);
+                    let field = match index {
+                        Some(i) => field.index(i),
+                        None => field,
+                    };
+                    self.report(
+                        field,
+                        IssueKind::HexLength {
+                            expected,
+                            found: value.0.len(),
+                        },
+                    );
+                }
+            }
+        }
+        let snp_listed = self
+            .spec
+            .attestation
+            .tees
+            .iter()
+            .filter_map(|t| t.known())
+            .any(|t| {
+                matches!(
+                    t,
+                    cipherlake_attest::Tee::SevSnp | cipherlake_attest::Tee::AzureSnpVtpm
+                )
+            });
+        if snp_listed
+            && !service.signers.is_empty()
+            && !service.sev_snp.as_ref().is_some_and(|s| s.pins_signer())
+        {
+            self.report(path.key("signers"), IssueKind::SnpSignersSplit);
+        }
+    }
+
     fn pcrs(&mut self, path: &FieldPath, pcrs: &BTreeMap<u8, Digest>) {
         if !pcrs.is_empty() && !self.vtpm_listed() {
             self.report(path.clone(), IssueKind::PcrsWithoutVtpm);
@@ -518,7 +603,7 @@ impl Checker<'_> {
         if !is_name(name) {
             self.report(path.clone(), IssueKind::InvalidName(name.to_string()));
         }
-        if service.measurements.is_empty() && service.signers.is_empty() {
+        if !service.pins_code() {
             self.report(path.clone(), IssueKind::NoCodeIdentity);
         }
         self.digests(
@@ -539,6 +624,7 @@ impl Checker<'_> {
         }
         self.platforms(&path.key("platforms"), &service.platforms);
         self.pcrs(&path.key("pcrs"), &service.pcrs);
+        self.identity(path, service);
         if let Named::Unknown(word) = &service.console {
             self.report(
                 path.key("console"),

@@ -8,6 +8,7 @@ mod policy {
     mod docs;
     mod evaluate;
     mod hash;
+    mod identity;
     mod import;
     mod parse;
     mod render;

@@ -96,6 +96,8 @@ struct State {
     measurer: Measurer,
     /// sim-vtpm: the TPM whose attestation key and user data the HCL reports carry.
     tpm: Option<TpmPath>,
+    /// TEE claims sim reports emulate (version 2), for testing policies' identity fields.
+    emulated: Option<crate::sim::Emulated>,
     /// Test seam: called with the peer's pid after the measurement at accept, before the
     /// request is read.
     #[cfg(test)]
@@ -132,6 +134,7 @@ impl Las {
                 svn: 0,
                 measurer: Measurer::default(),
                 tpm: None,
+                emulated: None,
                 #[cfg(test)]
                 after_accept: None,
             }),
@@ -151,6 +154,15 @@ impl Las {
     pub fn with_tpm(mut self, tpm: TpmPath) -> Self {
         if let Some(state) = Arc::get_mut(&mut self.state) {
             state.tpm = Some(tpm);
+        }
+        self
+    }
+
+    /// Makes sim reports emulate these TEE claims (version 2 reports; sim-vtpm reports never
+    /// do). The evidence stays `sim`.
+    pub fn with_emulated(mut self, emulated: crate::sim::Emulated) -> Self {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.emulated = Some(emulated);
         }
         self
     }
@@ -229,11 +241,16 @@ impl State {
             .map_err(|e| format!("cannot measure process {pid} before signing: {e}"))?;
         same_executable(&at_accept, &before_signing)
             .map_err(|reason| format!("process {pid}: {reason}"))?;
-        let report = self.key.sign_report(
+        let emulated = match vtpm {
+            None => self.emulated.as_ref(),
+            Some(_) => None,
+        };
+        let report = self.key.sign_emulating(
             before_signing.hash,
             report_data,
             self.svn,
             crate::time::now_unix(),
+            emulated,
         );
         match vtpm {
             None => Ok(report),

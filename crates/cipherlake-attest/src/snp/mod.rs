@@ -50,18 +50,14 @@ pub fn verify_report(
 
     let policy = decode_policy(report.policy);
     let tcb = |raw| decode_tcb(raw, turin);
-    let signer = if report.author_key_enabled() {
-        report.author_key_digest
-    } else {
-        report.id_key_digest
-    };
     Ok(Claims {
         tee: Tee::SevSnp,
         attested_tee: None,
         evidence_version: report.version,
         measurement: report.measurement.to_vec(),
         rtmrs: Vec::new(),
-        signer: Some(signer.to_vec()),
+        // The ID and author key digests are SEV-SNP's own fields (`snp`), pinned by name.
+        signer: None,
         product_id: None,
         svn: Some(report.guest_svn),
         debug: policy.debug_allowed,
@@ -71,6 +67,7 @@ pub fn verify_report(
         host_data: Some(report.host_data.to_vec()),
         platform_id: None,
         timestamp: None,
+        sgx: None,
         tdx: None,
         snp: Some(SnpClaims {
             product: verified.product.to_string(),

@@ -102,8 +102,17 @@ fn malformed_reports_are_refused() {
     v2[4] = 2;
     assert!(matches!(
         verify(v2),
-        Err(VerifyError::UnsupportedVersion { version: 2, .. })
+        Err(VerifyError::Malformed { offset: 164, .. })
     ));
+    let mut v3 = report.clone();
+    v3[4] = 3;
+    assert!(matches!(
+        verify(v3),
+        Err(VerifyError::UnsupportedVersion { version: 3, .. })
+    ));
+    let mut longer = report.clone();
+    longer.push(0);
+    assert!(matches!(verify(longer), Err(VerifyError::Malformed { .. })));
     let mut flags = report;
     flags[6] = 0x80;
     assert!(matches!(
@@ -125,4 +134,32 @@ fn platform_key_hex_round_trip_and_debug_hides_the_secret() {
     let debug = format!("{key:?}");
     assert!(debug.contains(&public.to_string()));
     assert!(!debug.contains(&hex::encode([1u8; 32])));
+}
+
+#[test]
+fn emulated_claims_are_signed_and_reported_beside_the_sim_claims() {
+    use cipherlake_attest::sim::Emulated;
+    let emulated = Emulated {
+        host_data: Some(vec![0xab; 32]),
+        rtmrs: vec![vec![1; 48], vec![2; 48], vec![3; 48], vec![4; 48]],
+        ..Emulated::default()
+    };
+    let report = platform().sign_emulating(MEASUREMENT, REPORT_DATA, 0, 0, Some(&emulated));
+    let claims = verify(report.clone()).expect("verifies");
+    assert_eq!(claims.tee, cipherlake_attest::Tee::Sim);
+    assert_eq!(claims.evidence_version, 2);
+    assert_eq!(claims.host_data, Some(vec![0xab; 32]));
+    assert_eq!(claims.rtmrs[3], vec![4; 48]);
+    // The extension is signed: one changed byte of it is refused.
+    let at = report.len() - 64 - 10;
+    let mut tampered = report.clone();
+    tampered[at] ^= 0x01;
+    assert!(verify(tampered).is_err());
+    // A length that does not match the report is malformed.
+    let mut bad_len = report;
+    bad_len[164] ^= 0x01;
+    assert!(matches!(
+        verify(bad_len),
+        Err(VerifyError::Malformed { offset: 164, .. })
+    ));
 }

@@ -102,6 +102,7 @@ pub fn sim_claims(measurement: &str) -> Claims {
         host_data: None,
         platform_id: Some(PLATFORM.to_vec()),
         timestamp: Some(NOW - 5),
+        sgx: None,
         tdx: None,
         snp: None,
         vtpm: None,

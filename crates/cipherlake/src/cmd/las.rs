@@ -39,6 +39,11 @@ pub struct Args {
     /// workloads exercise the vTPM path (`/dev/tpmrm0`, or `tcp:HOST:PORT` for swtpm).
     #[arg(long, value_name = "DEVICE|tcp:HOST:PORT")]
     tpm: Option<TpmPath>,
+    /// Make sim reports emulate the TEE claims in this JSON file (`{"tdx": {...}, "snp":
+    /// {...}, "sgx": {...}, "host_data": HEX, "rtmrs": [HEX...]}`, the claims' own layout), to
+    /// test a policy's identity fields end to end. The evidence stays sim.
+    #[arg(long, value_name = "FILE")]
+    emulate: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand)]
@@ -71,6 +76,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 key.public_key()
             );
             let mut las = Las::bind_with_group(key, &args.socket, group)?;
+            if let Some(file) = &args.emulate {
+                let text =
+                    std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+                let emulated: cipherlake_attest::sim::Emulated = serde_json::from_slice(&text)
+                    .with_context(|| format!("{}: not emulated TEE claims", file.display()))?;
+                eprintln!(
+                    "LAS emulating TEE claims from {} in sim reports",
+                    file.display()
+                );
+                las = las.with_emulated(emulated);
+            }
             if let Some(tpm) = args.tpm {
                 eprintln!("LAS making sim-vtpm reports over the TPM at {tpm}");
                 las = las.with_tpm(tpm);
