@@ -49,6 +49,10 @@ pub enum CasError {
     /// evidence).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The CAS's own state was changed behind its back (a database edited by hand, rows
+    /// deleted, replayed or added): the table and row are named.
+    #[error("CAS state tampered with: {0}")]
+    Tampered(String),
     /// A call to the CAS failed (client side).
     #[error("CAS request failed: {0}")]
     Http(String),
@@ -73,6 +77,7 @@ impl CasError {
             CasError::Conflict(_) => "conflict",
             CasError::Unavailable(_) => "unavailable",
             CasError::Store(_) | CasError::Io { .. } | CasError::Crypto(_) => "internal",
+            CasError::Tampered(_) => "tampered",
             CasError::Http(_) => "http",
         }
     }

@@ -28,6 +28,7 @@ pub mod cas_evidence;
 pub mod client;
 pub mod error;
 pub mod evidence;
+pub mod integrity;
 pub mod kms;
 pub mod material;
 pub mod seal;

@@ -31,6 +31,7 @@ use crate::at_rest::{FileMasterKey, MasterKeyProvider, Sealer, random};
 use crate::audit::AuditLog;
 use crate::binding::{NONCE_LEN, report_data};
 use crate::ca::{self, VerifiedCsr};
+use crate::integrity::Integrity;
 use crate::kms;
 use crate::material;
 use crate::store::{self, Store, StoredPolicy};
@@ -242,27 +243,30 @@ impl Cas {
             Some(p) => Arc::clone(p),
             None => Arc::new(FileMasterKey::open_or_create(&dir.join("master.key"))?),
         };
-        let store = Store::open(&dir.join("cas.db"), Sealer::new(provider.as_ref())?)?;
+        let store = Store::open(
+            &dir.join("cas.db"),
+            Sealer::new(provider.as_ref())?,
+            Integrity::new(provider.as_ref())?,
+        )?;
         let names = config.tls_names.clone();
         let (seed, tls_cert_der, tls_key_der) = store.transaction(|tx| {
-            let sealer = store.sealer();
-            let seed = match store::cas_key(tx, sealer, AUDIT_KEY)? {
+            let seed = match store::cas_key(tx, &store, AUDIT_KEY)? {
                 Some(seed) => seed,
                 None => {
                     let seed = Zeroizing::new(random::<32>()?.to_vec());
-                    store::put_cas_key(tx, sealer, AUDIT_KEY, &seed)?;
+                    store::put_cas_key(tx, &store, AUDIT_KEY, &seed)?;
                     seed
                 }
             };
             let tls = match (
-                store::cas_key(tx, sealer, TLS_CERT)?,
-                store::cas_key(tx, sealer, TLS_KEY)?,
+                store::cas_key(tx, &store, TLS_CERT)?,
+                store::cas_key(tx, &store, TLS_KEY)?,
             ) {
                 (Some(cert), Some(key)) => (cert.to_vec(), key),
                 _ => {
                     let (cert, key) = ca::new_tls_identity(&names)?;
-                    store::put_cas_key(tx, sealer, TLS_CERT, &cert)?;
-                    store::put_cas_key(tx, sealer, TLS_KEY, &key)?;
+                    store::put_cas_key(tx, &store, TLS_CERT, &cert)?;
+                    store::put_cas_key(tx, &store, TLS_KEY, &key)?;
                     (cert, Zeroizing::new(key))
                 }
             };
@@ -312,16 +316,18 @@ impl Cas {
             Value::Object(map) => map,
             _ => Map::new(),
         };
-        self.audit.append(tx, now(), event, body)
+        crate::integrity::check_audit_end(tx, self.store.integrity())?;
+        let seq = self.audit.append(tx, now(), event, body)?;
+        crate::integrity::seal_audit(tx, self.store.integrity())?;
+        Ok(seq)
     }
 
     /// Applies a signed policy version: verifies it against the current version, stores it,
     /// stores inline and generates missing secrets, creates the policy CA at first apply and
     /// audits it, in one transaction.
     pub fn apply_policy(&self, name: &str, signed: &SignedPolicy) -> Result<PolicyInfo, CasError> {
-        let sealer = self.store.sealer();
         let result = self.store.transaction(|tx| {
-            let current = store::current_policy(tx, sealer, name)?
+            let current = store::current_policy(tx, &self.store, name)?
                 .map(|p| Policy::parse(&p.text))
                 .transpose()
                 .map_err(|e| CasError::Crypto(format!("stored policy does not parse: {e}")))?;
@@ -340,11 +346,11 @@ impl Cas {
                 signer: accepted.signer.to_string(),
                 applied: now(),
             };
-            store::insert_policy(tx, sealer, name, &stored)?;
+            store::insert_policy(tx, &self.store, name, &stored)?;
             let generated = self.store_secrets(tx, &policy)?;
-            if store::policy_ca(tx, sealer, name)?.is_none() {
+            if store::policy_ca(tx, &self.store, name)?.is_none() {
                 let (cert, key) = ca::new_policy_ca(name)?;
-                store::put_policy_ca(tx, sealer, name, &cert, &key)?;
+                store::put_policy_ca(tx, &self.store, name, &cert, &key)?;
             }
             self.append(
                 tx,
@@ -397,7 +403,6 @@ impl Cas {
         tx: &Transaction<'_>,
         policy: &Policy,
     ) -> Result<Vec<String>, CasError> {
-        let sealer = self.store.sealer();
         let name = policy.name();
         let mut generated = Vec::new();
         let mut known: BTreeMap<String, SecretValue> = BTreeMap::new();
@@ -414,14 +419,14 @@ impl Cas {
                 let value = material::inline_value(kind, value.expose())?;
                 store::put_secret(
                     tx,
-                    sealer,
+                    &self.store,
                     name,
                     secret,
                     kind_name,
                     &material::encode(&value),
                 )?;
             } else if spec.generate {
-                match store::secret(tx, sealer, name, secret)? {
+                match store::secret(tx, &self.store, name, secret)? {
                     Some((stored_kind, bytes)) if stored_kind == kind_name => {
                         known.insert(secret.clone(), material::decode(&bytes)?);
                     }
@@ -429,7 +434,7 @@ impl Cas {
                         let value = material::generate(secret, kind, spec, &known)?;
                         store::put_secret(
                             tx,
-                            sealer,
+                            &self.store,
                             name,
                             secret,
                             kind_name,
@@ -442,7 +447,7 @@ impl Cas {
             }
         }
         let keep: Vec<&str> = specs.keys().map(String::as_str).collect();
-        store::prune_secrets(tx, name, &keep)?;
+        store::prune_secrets(tx, &self.store, name, &keep)?;
         Ok(generated)
     }
 
@@ -451,7 +456,7 @@ impl Cas {
         tx: &Transaction<'_>,
         name: &str,
     ) -> Result<(StoredPolicy, Policy), CasError> {
-        let stored = store::current_policy(tx, self.store.sealer(), name)?
+        let stored = store::current_policy(tx, &self.store, name)?
             .ok_or_else(|| CasError::NotFound(format!("no policy {name:?}")))?;
         let policy = Policy::parse(&stored.text)
             .map_err(|e| CasError::Crypto(format!("stored policy does not parse: {e}")))?;
@@ -462,7 +467,7 @@ impl Cas {
     pub fn policy_info(&self, name: &str) -> Result<PolicyInfo, CasError> {
         self.store.transaction(|tx| {
             let (stored, policy) = self.current(tx, name)?;
-            let (ca_der, _) = store::policy_ca(tx, self.store.sealer(), name)?
+            let (ca_der, _) = store::policy_ca(tx, &self.store, name)?
                 .ok_or_else(|| CasError::Crypto("policy without CA".into()))?;
             Ok(PolicyInfo {
                 name: name.to_string(),
@@ -510,7 +515,7 @@ impl Cas {
         .map_err(|e| CasError::BadRequest(format!("public_key: {e}")))?;
         let key_hex = hex::encode(key.to_bytes());
         let added = self.store.transaction(|tx| {
-            let added = store::add_platform(tx, &key_hex, now())?;
+            let added = store::add_platform(tx, &self.store, &key_hex, now())?;
             if added {
                 self.append(tx, "platform-registered", json!({"platform": key_hex}))?;
             }
@@ -641,7 +646,10 @@ impl Cas {
                 }
                 Some(_) => {}
             }
-            Ok((store::platforms(tx)?, self.current(tx, &req.policy)))
+            Ok((
+                store::platforms(tx, &self.store)?,
+                self.current(tx, &req.policy),
+            ))
         })?;
         let (stored, policy) = match current {
             Ok(current) => current,
@@ -776,11 +784,10 @@ impl Cas {
         decoded: &Decoded,
         mut audit: Value,
     ) -> Result<(ca::Issued, Vec<u8>, crate::seal::Sealed), CasError> {
-        let sealer = self.store.sealer();
         self.store.transaction(|tx| {
             let config = self.rendered_config(tx, policy, service)?;
             let (sealed, release_digest) = seal_config(decoded, name, service, &config)?;
-            let (ca_der, ca_key) = store::policy_ca(tx, sealer, name)?
+            let (ca_der, ca_key) = store::policy_ca(tx, &self.store, name)?
                 .ok_or_else(|| CasError::Crypto("policy without CA".into()))?;
             let subject = ca::Subject {
                 policy: name,
@@ -825,12 +832,11 @@ impl Cas {
         policy: &Policy,
         name: &str,
     ) -> Result<Option<SecretValue>, CasError> {
-        let sealer = self.store.sealer();
         let Some(spec) = policy.secret(name) else {
             return Ok(None);
         };
         let stored = match &spec.import_from {
-            None => store::secret(tx, sealer, policy.name(), name)?,
+            None => store::secret(tx, &self.store, policy.name(), name)?,
             Some(import) => {
                 let Ok((_, exporter)) = self.current(tx, &import.policy) else {
                     return Ok(None);
@@ -838,7 +844,7 @@ impl Cas {
                 if check_import(policy, name, &exporter).is_err() {
                     return Ok(None);
                 }
-                store::secret(tx, sealer, &import.policy, &import.secret)?
+                store::secret(tx, &self.store, &import.policy, &import.secret)?
             }
         };
         stored
@@ -856,7 +862,7 @@ impl Cas {
         let (policy, service) = ca::workload_identity(leaf)?;
         let ca_der = self
             .store
-            .transaction(|tx| store::policy_ca(tx, self.store.sealer(), &policy))?
+            .transaction(|tx| store::policy_ca(tx, &self.store, &policy))?
             .map(|(cert, _)| cert)
             .ok_or_else(|| CasError::Unauthorized(format!("no policy {policy:?}")))?;
         ca::verify_issued_by(leaf, &ca_der, now())?;

@@ -13,26 +13,33 @@ use zeroize::Zeroizing;
 
 use crate::CasError;
 use crate::at_rest::Sealer;
+use crate::integrity::{self, Integrity};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS policies (
     name TEXT NOT NULL, hash TEXT NOT NULL, predecessor TEXT, text_sealed BLOB NOT NULL,
     signer TEXT NOT NULL, applied INTEGER NOT NULL, current INTEGER NOT NULL,
-    PRIMARY KEY (name, hash));
+    seq INTEGER, mac BLOB, PRIMARY KEY (name, hash));
 CREATE TABLE IF NOT EXISTS secrets (
     policy TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, value_sealed BLOB NOT NULL,
-    PRIMARY KEY (policy, name));
+    seq INTEGER, mac BLOB, PRIMARY KEY (policy, name));
 CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS platforms (key TEXT PRIMARY KEY, registered INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS platforms (
+    key TEXT PRIMARY KEY, registered INTEGER NOT NULL, seq INTEGER, mac BLOB);
 CREATE TABLE IF NOT EXISTS policy_cas (
-    policy TEXT PRIMARY KEY, cert_der BLOB NOT NULL, key_sealed BLOB NOT NULL);
+    policy TEXT PRIMARY KEY, cert_der BLOB NOT NULL, key_sealed BLOB NOT NULL,
+    seq INTEGER, mac BLOB);
 CREATE TABLE IF NOT EXISTS certificates (
     serial TEXT PRIMARY KEY, policy TEXT NOT NULL, service TEXT NOT NULL,
     issued INTEGER NOT NULL, not_after INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY, prev_hash BLOB NOT NULL, body TEXT NOT NULL,
     hash BLOB NOT NULL, signature BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS cas_keys (name TEXT PRIMARY KEY, value_sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS cas_keys (
+    name TEXT PRIMARY KEY, value_sealed BLOB NOT NULL, seq INTEGER, mac BLOB);
+CREATE TABLE IF NOT EXISTS heads (
+    name TEXT PRIMARY KEY, count INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+    digest BLOB NOT NULL, mac BLOB NOT NULL);
 ";
 
 /// A stored secret: its kind and its decrypted encoding ([`crate::material`]).
@@ -56,28 +63,57 @@ pub struct StoredPolicy {
     pub applied: u64,
 }
 
-/// The database and the sealer for its encrypted columns.
+/// The database, the sealer for its encrypted columns and the MAC key of its rows.
 pub struct Store {
     conn: Mutex<Connection>,
     sealer: Sealer,
+    integrity: Integrity,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path, sealer: Sealer) -> Result<Self, CasError> {
+    /// Opens (creating if needed) the database at `path` and checks every protected row and
+    /// head ([`crate::integrity`]); a database edited by hand is refused, naming the table
+    /// and row.
+    pub fn open(path: &Path, sealer: Sealer, integrity: Integrity) -> Result<Self, CasError> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        let protected: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('policies') WHERE name = 'mac'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n == 1)?;
+        let exists: bool = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'policies'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n == 1),
+        )?;
+        if exists && !protected {
+            return Err(CasError::Tampered(format!(
+                "{}: written by a cipherlake without integrity protection; start the CAS on a new data directory",
+                path.display()
+            )));
+        }
         conn.execute_batch(SCHEMA)?;
-        Ok(Store {
+        let store = Store {
             conn: Mutex::new(conn),
             sealer,
-        })
+            integrity,
+        };
+        store.transaction(|tx| crate::integrity::verify_all(tx, &store.integrity))?;
+        Ok(store)
     }
 
     /// The sealer for encrypted columns.
     pub fn sealer(&self) -> &Sealer {
         &self.sealer
+    }
+
+    /// The MAC key of protected rows.
+    pub fn integrity(&self) -> &Integrity {
+        &self.integrity
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -110,9 +146,10 @@ fn policy_aad(name: &str, hash: &str) -> Vec<u8> {
 /// Reads the current version of policy `name`.
 pub fn current_policy(
     tx: &Transaction<'_>,
-    sealer: &Sealer,
+    store: &Store,
     name: &str,
 ) -> Result<Option<StoredPolicy>, CasError> {
+    integrity::verify_table(tx, store.integrity(), &integrity::POLICIES)?;
     let row = tx
         .query_row(
             "SELECT hash, predecessor, text_sealed, signer, applied FROM policies
@@ -132,7 +169,7 @@ pub fn current_policy(
     let Some((hash, predecessor, sealed, signer, applied)) = row else {
         return Ok(None);
     };
-    let text = sealer.open(&policy_aad(name, &hash), &sealed)?;
+    let text = store.sealer().open(&policy_aad(name, &hash), &sealed)?;
     let text = String::from_utf8(text.to_vec())
         .map_err(|_| CasError::Crypto("stored policy text is not UTF-8".into()))?;
     Ok(Some(StoredPolicy {
@@ -147,7 +184,7 @@ pub fn current_policy(
 /// Makes `policy` the current version of its name.
 pub fn insert_policy(
     tx: &Transaction<'_>,
-    sealer: &Sealer,
+    store: &Store,
     name: &str,
     policy: &StoredPolicy,
 ) -> Result<(), CasError> {
@@ -155,7 +192,9 @@ pub fn insert_policy(
         "UPDATE policies SET current = 0 WHERE name = ?1",
         params![name],
     )?;
-    let sealed = sealer.seal(&policy_aad(name, &policy.hash), policy.text.as_bytes())?;
+    let sealed = store
+        .sealer()
+        .seal(&policy_aad(name, &policy.hash), policy.text.as_bytes())?;
     tx.execute(
         "INSERT OR REPLACE INTO policies (name, hash, predecessor, text_sealed, signer, applied, current)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
@@ -168,16 +207,23 @@ pub fn insert_policy(
             policy.applied as i64
         ],
     )?;
-    Ok(())
+    // Every version of the name changed its `current` flag.
+    let mut stmt = tx.prepare("SELECT hash FROM policies WHERE name = ?1")?;
+    let changed: Vec<Vec<String>> = stmt
+        .query_map(params![name], |r| r.get::<_, String>(0))?
+        .map(|hash| hash.map(|hash| vec![name.to_string(), hash]))
+        .collect::<Result<_, _>>()?;
+    integrity::seal_changes(tx, store.integrity(), &integrity::POLICIES, &changed)
 }
 
 /// Reads a secret's value (decrypted encoding, see [`crate::material`]) and kind.
 pub fn secret(
     tx: &Transaction<'_>,
-    sealer: &Sealer,
+    store: &Store,
     policy: &str,
     name: &str,
 ) -> Result<Option<StoredSecret>, CasError> {
+    integrity::verify_table(tx, store.integrity(), &integrity::SECRETS)?;
     let row = tx
         .query_row(
             "SELECT kind, value_sealed FROM secrets WHERE policy = ?1 AND name = ?2",
@@ -189,7 +235,7 @@ pub fn secret(
         None => Ok(None),
         Some((kind, sealed)) => Ok(Some((
             kind,
-            sealer.open(&secret_aad(policy, name), &sealed)?,
+            store.sealer().open(&secret_aad(policy, name), &sealed)?,
         ))),
     }
 }
@@ -197,22 +243,32 @@ pub fn secret(
 /// Stores a secret's value (replacing any previous one).
 pub fn put_secret(
     tx: &Transaction<'_>,
-    sealer: &Sealer,
+    store: &Store,
     policy: &str,
     name: &str,
     kind: &str,
     encoded: &[u8],
 ) -> Result<(), CasError> {
-    let sealed = sealer.seal(&secret_aad(policy, name), encoded)?;
+    let sealed = store.sealer().seal(&secret_aad(policy, name), encoded)?;
     tx.execute(
         "INSERT OR REPLACE INTO secrets (policy, name, kind, value_sealed) VALUES (?1, ?2, ?3, ?4)",
         params![policy, name, kind, sealed],
     )?;
-    Ok(())
+    integrity::seal_changes(
+        tx,
+        store.integrity(),
+        &integrity::SECRETS,
+        &[vec![policy.to_string(), name.to_string()]],
+    )
 }
 
 /// Removes stored secrets of `policy` whose names are not in `keep`.
-pub fn prune_secrets(tx: &Transaction<'_>, policy: &str, keep: &[&str]) -> Result<(), CasError> {
+pub fn prune_secrets(
+    tx: &Transaction<'_>,
+    store: &Store,
+    policy: &str,
+    keep: &[&str],
+) -> Result<(), CasError> {
     let mut stmt = tx.prepare("SELECT name FROM secrets WHERE policy = ?1")?;
     let names: Vec<String> = stmt
         .query_map(params![policy], |r| r.get(0))?
@@ -223,7 +279,7 @@ pub fn prune_secrets(tx: &Transaction<'_>, policy: &str, keep: &[&str]) -> Resul
             params![policy, name],
         )?;
     }
-    Ok(())
+    integrity::seal_changes(tx, store.integrity(), &integrity::SECRETS, &[])
 }
 
 /// Stores a fresh nonce valid until `expires`.
@@ -255,15 +311,30 @@ pub fn take_nonce(tx: &Transaction<'_>, nonce: &str) -> Result<Option<u64>, CasE
 }
 
 /// Registers a LAS platform key (hex); returns false if it was already registered.
-pub fn add_platform(tx: &Transaction<'_>, key_hex: &str, now: u64) -> Result<bool, CasError> {
-    Ok(tx.execute(
+pub fn add_platform(
+    tx: &Transaction<'_>,
+    store: &Store,
+    key_hex: &str,
+    now: u64,
+) -> Result<bool, CasError> {
+    let added = tx.execute(
         "INSERT OR IGNORE INTO platforms (key, registered) VALUES (?1, ?2)",
         params![key_hex, now as i64],
-    )? == 1)
+    )? == 1;
+    if added {
+        integrity::seal_changes(
+            tx,
+            store.integrity(),
+            &integrity::PLATFORMS,
+            &[vec![key_hex.to_string()]],
+        )?;
+    }
+    Ok(added)
 }
 
 /// Every registered LAS platform key (hex).
-pub fn platforms(tx: &Transaction<'_>) -> Result<Vec<String>, CasError> {
+pub fn platforms(tx: &Transaction<'_>, store: &Store) -> Result<Vec<String>, CasError> {
+    integrity::verify_table(tx, store.integrity(), &integrity::PLATFORMS)?;
     let mut stmt = tx.prepare("SELECT key FROM platforms ORDER BY key")?;
     let keys = stmt
         .query_map([], |r| r.get(0))?
@@ -274,9 +345,10 @@ pub fn platforms(tx: &Transaction<'_>) -> Result<Vec<String>, CasError> {
 /// The policy's workload CA: certificate DER and sealed private key.
 pub fn policy_ca(
     tx: &Transaction<'_>,
-    sealer: &Sealer,
+    store: &Store,
     policy: &str,
 ) -> Result<Option<PolicyCa>, CasError> {
+    integrity::verify_table(tx, store.integrity(), &integrity::POLICY_CAS)?;
     let row = tx
         .query_row(
             "SELECT cert_der, key_sealed FROM policy_cas WHERE policy = ?1",
@@ -288,7 +360,7 @@ pub fn policy_ca(
         None => Ok(None),
         Some((cert, sealed)) => {
             let aad = format!("cipherlake-policy-ca-v1\0{policy}");
-            Ok(Some((cert, sealer.open(aad.as_bytes(), &sealed)?)))
+            Ok(Some((cert, store.sealer().open(aad.as_bytes(), &sealed)?)))
         }
     }
 }
@@ -296,18 +368,23 @@ pub fn policy_ca(
 /// Stores the policy's workload CA.
 pub fn put_policy_ca(
     tx: &Transaction<'_>,
-    sealer: &Sealer,
+    store: &Store,
     policy: &str,
     cert_der: &[u8],
     key_pkcs8: &[u8],
 ) -> Result<(), CasError> {
     let aad = format!("cipherlake-policy-ca-v1\0{policy}");
-    let sealed = sealer.seal(aad.as_bytes(), key_pkcs8)?;
+    let sealed = store.sealer().seal(aad.as_bytes(), key_pkcs8)?;
     tx.execute(
         "INSERT INTO policy_cas (policy, cert_der, key_sealed) VALUES (?1, ?2, ?3)",
         params![policy, cert_der, sealed],
     )?;
-    Ok(())
+    integrity::seal_changes(
+        tx,
+        store.integrity(),
+        &integrity::POLICY_CAS,
+        &[vec![policy.to_string()]],
+    )
 }
 
 /// Records an issued workload certificate.
@@ -329,9 +406,10 @@ pub fn record_certificate(
 /// A CAS key (audit signing key, TLS key), decrypted.
 pub fn cas_key(
     tx: &Transaction<'_>,
-    sealer: &Sealer,
+    store: &Store,
     name: &str,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, CasError> {
+    integrity::verify_table(tx, store.integrity(), &integrity::CAS_KEYS)?;
     let sealed = tx
         .query_row(
             "SELECT value_sealed FROM cas_keys WHERE name = ?1",
@@ -340,21 +418,28 @@ pub fn cas_key(
         )
         .optional()?;
     let aad = format!("cipherlake-cas-key-v1\0{name}");
-    sealed.map(|s| sealer.open(aad.as_bytes(), &s)).transpose()
+    sealed
+        .map(|s| store.sealer().open(aad.as_bytes(), &s))
+        .transpose()
 }
 
 /// Stores a CAS key.
 pub fn put_cas_key(
     tx: &Transaction<'_>,
-    sealer: &Sealer,
+    store: &Store,
     name: &str,
     value: &[u8],
 ) -> Result<(), CasError> {
     let aad = format!("cipherlake-cas-key-v1\0{name}");
-    let sealed = sealer.seal(aad.as_bytes(), value)?;
+    let sealed = store.sealer().seal(aad.as_bytes(), value)?;
     tx.execute(
         "INSERT INTO cas_keys (name, value_sealed) VALUES (?1, ?2)",
         params![name, sealed],
     )?;
-    Ok(())
+    integrity::seal_changes(
+        tx,
+        store.integrity(),
+        &integrity::CAS_KEYS,
+        &[vec![name.to_string()]],
+    )
 }

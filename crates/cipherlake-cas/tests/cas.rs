@@ -28,5 +28,7 @@ mod principals;
 mod restart;
 #[path = "cas/robustness.rs"]
 mod robustness;
+#[path = "cas/tampering.rs"]
+mod tampering;
 #[path = "cas/vtpm.rs"]
 mod vtpm;

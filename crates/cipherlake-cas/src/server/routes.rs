@@ -93,9 +93,10 @@ impl IntoResponse for CasError {
             CasError::Forbidden(_) | CasError::Denied(_) => StatusCode::FORBIDDEN,
             CasError::NotFound(_) => StatusCode::NOT_FOUND,
             CasError::Stale { .. } | CasError::Conflict(_) => StatusCode::CONFLICT,
-            CasError::Store(_) | CasError::Io { .. } | CasError::Crypto(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            CasError::Store(_)
+            | CasError::Io { .. }
+            | CasError::Crypto(_)
+            | CasError::Tampered(_) => StatusCode::INTERNAL_SERVER_ERROR,
             CasError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             CasError::Http(_) => StatusCode::BAD_GATEWAY,
         };

@@ -339,14 +339,29 @@ async fn a_log_truncated_or_rolled_back_in_the_database_is_detected_against_a_sa
     env.attest("p", "driver", Some(JOB)).await.unwrap();
     verify_since(&env.audit().await, &saved, &key).expect("an extended log verifies");
 
-    // The operator deletes the newest entries in the CAS database: a fresh head verifies the
-    // shorter log, the saved head does not.
-    let db = rusqlite::Connection::open(env.data_dir().join("cas.db")).unwrap();
+    // The operator deletes the newest entries in the CAS database. The CAS itself refuses the
+    // truncated log (its head is MAC'd)...
+    let mut db = rusqlite::Connection::open(env.data_dir().join("cas.db")).unwrap();
     db.execute(
         "DELETE FROM audit WHERE seq >= ?1",
         [saved.count as i64 - 1],
     )
     .unwrap();
+    let err = env
+        .client
+        .audit_as_operator(&env.operator_token())
+        .await
+        .expect_err("truncated under the CAS");
+    assert!(err.to_string().contains("tampered"), "{err}");
+    // ...but an operator holding the master key (file sealing) can re-MAC the head. Then a
+    // fresh head verifies the shorter log, and the custodian's saved head does not.
+    let master =
+        cipherlake_cas::at_rest::FileMasterKey::open_or_create(&env.data_dir().join("master.key"))
+            .unwrap();
+    let integrity = cipherlake_cas::integrity::Integrity::new(&master).unwrap();
+    let tx = db.transaction().unwrap();
+    cipherlake_cas::integrity::seal_audit(&tx, &integrity).unwrap();
+    tx.commit().unwrap();
     let truncated = env.audit().await;
     verify_log(&truncated, &key).expect("the truncated log alone verifies");
     match verify_since(&truncated, &saved, &key) {

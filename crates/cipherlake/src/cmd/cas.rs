@@ -126,6 +126,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.attester = args
         .las_socket
         .map(|socket| cipherlake_attest::attester::Attester::Sim { socket });
+    eprintln!(
+        "CAS master key in {} (sealing: none): whoever administers this host can read it, and \
+         with it every secret and the integrity keys of cas.db; for simulation and development only",
+        args.data_dir.join("master.key").display()
+    );
     let server = cipherlake_cas::server::start(config, args.listen).await?;
     eprintln!(
         "CAS serving on https://{} (certificate {}, audit key {})",
