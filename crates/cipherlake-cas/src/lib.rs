@@ -32,6 +32,7 @@ pub mod integrity;
 pub mod kms;
 pub mod material;
 pub mod seal;
+pub mod sealing;
 pub mod server;
 pub mod service;
 pub mod store;

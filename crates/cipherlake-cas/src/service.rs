@@ -34,6 +34,7 @@ use crate::ca::{self, VerifiedCsr};
 use crate::integrity::Integrity;
 use crate::kms;
 use crate::material;
+use crate::sealing::{EpochCounter, Sealing, TpmMasterKey};
 use crate::store::{self, Store, StoredPolicy};
 use crate::workers::WorkerRegistry;
 
@@ -57,6 +58,8 @@ pub struct Config {
     pub master_key: Option<Arc<dyn MasterKeyProvider>>,
     /// Where the CAS gets its own evidence (`POST /v1/cas/evidence`); `None` = it has none.
     pub attester: Option<cipherlake_attest::attester::Attester>,
+    /// Where the master key lives (ignored when `master_key` is set).
+    pub sealing: crate::sealing::Sealing,
     /// AMD CRLs every SEV-SNP chain is checked against (VCEK and VLEK; revoked ASKs and ASVKs
     /// are refused). The operator keeps them current, as AMD's KDS serves them.
     pub amd_crls: Vec<cipherlake_attest::snp::AmdCrl>,
@@ -72,6 +75,7 @@ impl Config {
             tls_names: vec!["localhost".into(), "127.0.0.1".into()],
             master_key: None,
             attester: None,
+            sealing: crate::sealing::Sealing::File,
             amd_crls: Vec::new(),
         }
     }
@@ -204,6 +208,8 @@ pub struct Cas {
     operator_token: Zeroizing<String>,
     config: Config,
     workers: WorkerRegistry,
+    /// TPM sealing: the epoch counter that catches a restored older data directory.
+    epoch: Option<EpochCounter>,
 }
 
 impl std::fmt::Debug for Cas {
@@ -225,6 +231,18 @@ pub fn now() -> u64 {
 const AUDIT_KEY: &str = "audit-ed25519-seed";
 const TLS_KEY: &str = "tls-key-pkcs8";
 const TLS_CERT: &str = "tls-cert-der";
+const EPOCH: &str = "epoch";
+
+/// The epoch the database is at, if it has one (TPM sealing).
+fn stored_epoch(tx: &rusqlite::Transaction<'_>, store: &Store) -> Result<Option<u64>, CasError> {
+    store::cas_key(tx, store, EPOCH)?
+        .map(|bytes| {
+            <[u8; 8]>::try_from(bytes.as_slice())
+                .map(u64::from_be_bytes)
+                .map_err(|_| CasError::Tampered("the stored epoch is not 8 bytes".into()))
+        })
+        .transpose()
+}
 
 impl Cas {
     /// Opens the data directory, creating at first start: the directory (0700), the master
@@ -239,9 +257,12 @@ impl Cas {
                 .create(dir)
                 .map_err(CasError::io(format!("creating {}", dir.display())))?;
         }
-        let provider: Arc<dyn MasterKeyProvider> = match &config.master_key {
-            Some(p) => Arc::clone(p),
-            None => Arc::new(FileMasterKey::open_or_create(&dir.join("master.key"))?),
+        let provider: Arc<dyn MasterKeyProvider> = match (&config.master_key, &config.sealing) {
+            (Some(p), _) => Arc::clone(p),
+            (None, Sealing::File) => {
+                Arc::new(FileMasterKey::open_or_create(&dir.join("master.key"))?)
+            }
+            (None, Sealing::Tpm(tpm)) => Arc::new(TpmMasterKey::open_or_create(dir, tpm)?),
         };
         let store = Store::open(
             &dir.join("cas.db"),
@@ -272,6 +293,16 @@ impl Cas {
             };
             Ok((seed, tls.0, tls.1))
         })?;
+        let epoch = match &config.sealing {
+            Sealing::Tpm(tpm) => {
+                let counter = EpochCounter::new(tpm, dir);
+                let value = counter.value()?;
+                let stored = store.transaction(|tx| stored_epoch(tx, &store))?;
+                counter.check(stored, value)?;
+                Some(counter)
+            }
+            Sealing::File => None,
+        };
         let seed: [u8; 32] = seed
             .as_slice()
             .try_into()
@@ -285,15 +316,43 @@ impl Cas {
         )
         .map_err(CasError::io("writing audit-public-key"))?;
         let operator_token = operator_token(&dir.join("operator.token"))?;
-        Ok(Cas {
+        let cas = Cas {
             store,
             audit,
             tls_cert_der,
             tls_key_der,
             operator_token,
             workers: WorkerRegistry::default(),
+            epoch,
             config,
-        })
+        };
+        // Each start is an epoch.
+        cas.new_epoch(|_| Ok(()))?;
+        Ok(cas)
+    }
+
+    /// Runs `f` in a transaction that also moves the database to the next epoch, then (after
+    /// the commit) moves the TPM counter there: the crash window leaves the counter one below
+    /// the database, which a start accepts. Without a TPM, just the transaction.
+    fn new_epoch<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, CasError>,
+    ) -> Result<T, CasError> {
+        let Some(counter) = &self.epoch else {
+            return self.store.transaction(f);
+        };
+        let (out, epoch) = self.store.transaction(|tx| {
+            let out = f(tx)?;
+            let stored = stored_epoch(tx, &self.store)?;
+            let next = match stored {
+                Some(epoch) => epoch + 1,
+                None => counter.value()? + 1,
+            };
+            store::put_cas_key(tx, &self.store, EPOCH, &next.to_be_bytes())?;
+            Ok((out, next))
+        })?;
+        counter.advance_to(epoch)?;
+        Ok(out)
     }
 
     /// The CAS TLS certificate, DER.
@@ -326,7 +385,7 @@ impl Cas {
     /// stores inline and generates missing secrets, creates the policy CA at first apply and
     /// audits it, in one transaction.
     pub fn apply_policy(&self, name: &str, signed: &SignedPolicy) -> Result<PolicyInfo, CasError> {
-        let result = self.store.transaction(|tx| {
+        let result = self.new_epoch(|tx| {
             let current = store::current_policy(tx, &self.store, name)?
                 .map(|p| Policy::parse(&p.text))
                 .transpose()

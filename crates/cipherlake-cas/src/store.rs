@@ -423,7 +423,7 @@ pub fn cas_key(
         .transpose()
 }
 
-/// Stores a CAS key.
+/// Stores a CAS key (replacing any previous value).
 pub fn put_cas_key(
     tx: &Transaction<'_>,
     store: &Store,
@@ -433,7 +433,7 @@ pub fn put_cas_key(
     let aad = format!("cipherlake-cas-key-v1\0{name}");
     let sealed = store.sealer().seal(aad.as_bytes(), value)?;
     tx.execute(
-        "INSERT INTO cas_keys (name, value_sealed) VALUES (?1, ?2)",
+        "INSERT OR REPLACE INTO cas_keys (name, value_sealed) VALUES (?1, ?2)",
         params![name, sealed],
     )?;
     integrity::seal_changes(

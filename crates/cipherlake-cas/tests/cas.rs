@@ -28,6 +28,8 @@ mod principals;
 mod restart;
 #[path = "cas/robustness.rs"]
 mod robustness;
+#[path = "cas/sealing.rs"]
+mod sealing;
 #[path = "cas/tampering.rs"]
 mod tampering;
 #[path = "cas/vtpm.rs"]

@@ -11,11 +11,11 @@ use std::time::Duration;
 use super::quote::{ALG_SHA256, PCR_COUNT};
 use super::wire::{Reader, Writer};
 
-const ST_NO_SESSIONS: u16 = 0x8001;
+pub(super) const ST_NO_SESSIONS: u16 = 0x8001;
 const ST_SESSIONS: u16 = 0x8002;
 const RS_PW: u32 = 0x4000_0009;
-const RH_OWNER: u32 = 0x4000_0001;
-const ALG_NULL: u16 = 0x0010;
+pub(super) const RH_OWNER: u32 = 0x4000_0001;
+pub(super) const ALG_NULL: u16 = 0x0010;
 const ALG_RSA: u16 = 0x0001;
 const ALG_RSASSA: u16 = 0x0014;
 const CC_NV_WRITE: u32 = 0x0000_0137;
@@ -27,7 +27,7 @@ const CC_READ_PUBLIC: u32 = 0x0000_0173;
 /// Largest response accepted from a TPM.
 const MAX_RESPONSE: usize = 8192;
 /// NV reads and writes go in chunks no TPM refuses (`TPM_PT_NV_BUFFER_MAX` is at least 512).
-const NV_CHUNK: usize = 512;
+pub(super) const NV_CHUNK: usize = 512;
 
 /// Where the TPM is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +93,17 @@ pub enum TpmError {
     },
 }
 
+/// How a command is authorized.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Auth {
+    /// No sessions.
+    None,
+    /// A password session with empty authorization.
+    Password,
+    /// This policy session.
+    Policy(u32),
+}
+
 /// A quote as the TPM returned it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quote {
@@ -152,18 +163,46 @@ impl Tpm {
         authorized: bool,
         params: &[u8],
     ) -> Result<Vec<u8>, TpmError> {
+        let auth = if authorized {
+            Auth::Password
+        } else {
+            Auth::None
+        };
+        Ok(self.command(name, code, handles, auth, params, 0)?.1)
+    }
+
+    /// Sends one command with `auth` and returns the `out_handles` handles the response
+    /// starts with and its parameters.
+    pub(super) fn command(
+        &mut self,
+        name: &'static str,
+        code: u32,
+        handles: &[u32],
+        auth: Auth,
+        params: &[u8],
+        out_handles: usize,
+    ) -> Result<(Vec<u32>, Vec<u8>), TpmError> {
         let mut body = Writer::default();
         for handle in handles {
             body.u32(*handle);
         }
-        if authorized {
+        let session = match auth {
+            Auth::None => None,
             // One password session with empty authorization.
-            body.u32(9).u32(RS_PW).u16(0).u8(0x01).u16(0);
+            Auth::Password => Some(RS_PW),
+            // A policy session whose policy needs no authorization value.
+            Auth::Policy(session) => Some(session),
+        };
+        if let Some(session) = session {
+            // continueSession for the password session (ignored there); a policy session is
+            // used once and ends with the command.
+            let attributes = u8::from(matches!(auth, Auth::Password));
+            body.u32(9).u32(session).u16(0).u8(attributes).u16(0);
         }
         body.raw(params);
         let mut command = Writer::default();
         command
-            .u16(if authorized {
+            .u16(if session.is_some() {
                 ST_SESSIONS
             } else {
                 ST_NO_SESSIONS
@@ -194,14 +233,19 @@ impl Tpm {
                 response.len()
             )));
         }
-        if tag == ST_SESSIONS {
-            let len = r.u32().map_err(|e| malformed(e.to_string()))?;
-            Ok(r.bytes(len as usize)
-                .map_err(|e| malformed(e.to_string()))?
-                .to_vec())
-        } else {
-            Ok(r.rest().to_vec())
+        let mut handles = Vec::with_capacity(out_handles);
+        for _ in 0..out_handles {
+            handles.push(r.u32().map_err(|e| malformed(e.to_string()))?);
         }
+        let params = if tag == ST_SESSIONS {
+            let len = r.u32().map_err(|e| malformed(e.to_string()))?;
+            r.bytes(len as usize)
+                .map_err(|e| malformed(e.to_string()))?
+                .to_vec()
+        } else {
+            r.rest().to_vec()
+        };
+        Ok((handles, params))
     }
 
     fn round_trip(&mut self, command: &[u8]) -> Result<Vec<u8>, TpmError> {
@@ -412,6 +456,6 @@ impl Tpm {
 }
 
 /// A `TPML_PCR_SELECTION` of the SHA-256 bank with `bitmap` (PCRs 0 to 23).
-fn all_pcrs(w: &mut Writer, bitmap: [u8; 3]) {
+pub(super) fn all_pcrs(w: &mut Writer, bitmap: [u8; 3]) {
     w.u32(1).u16(ALG_SHA256).u8(3).raw(&bitmap);
 }

@@ -4,4 +4,5 @@
 
 pub mod device;
 pub mod quote;
+pub mod seal;
 pub(crate) mod wire;

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use cipherlake_attest::tpm::device::TpmPath;
 use cipherlake_cas::client::CasClient;
+use cipherlake_cas::sealing::{DEFAULT_PCRS, Sealing, TpmSealing};
 use cipherlake_cas::service::Config;
 use cipherlake_policy::{OwnerSigningKey, sign};
 
@@ -68,6 +70,37 @@ struct ServeArgs {
     /// /vlek/v1/{product}/crl) to check every SEV-SNP chain against. Repeat for several.
     #[arg(long = "amd-crl", value_name = "FILE")]
     amd_crls: Vec<PathBuf>,
+    /// Where the master key lives: `file` (DATA_DIR/master.key; simulation and development
+    /// only) or `tpm` (sealed by the TPM to --seal-pcrs; a restored older data directory is
+    /// caught by a TPM counter).
+    #[arg(long, value_name = "KIND", default_value = "file", value_parser = ["file", "tpm"])]
+    sealing: String,
+    /// The TPM for `--sealing tpm`: /dev/tpmrm0, or tcp:HOST:PORT for swtpm.
+    #[arg(
+        long,
+        value_name = "DEVICE|tcp:HOST:PORT",
+        default_value = "/dev/tpmrm0"
+    )]
+    tpm: TpmPath,
+    /// SHA-256 PCRs the master key is sealed to.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_values_t = DEFAULT_PCRS.to_vec(),
+          value_parser = clap::value_parser!(u8).range(0..24))]
+    seal_pcrs: Vec<u8>,
+    /// NV index of the TPM epoch counter (hex).
+    #[arg(long, value_name = "HEX", default_value = "0x01500c1a", value_parser = parse_nv_index)]
+    epoch_index: u32,
+}
+
+fn parse_nv_index(text: &str) -> Result<u32, String> {
+    let digits = text.trim_start_matches("0x");
+    let index = u32::from_str_radix(digits, 16).map_err(|e| format!("{text:?}: {e}"))?;
+    if (0x0100_0000..0x0200_0000).contains(&index) {
+        Ok(index)
+    } else {
+        Err(format!(
+            "{text}: not an NV index (0x01000000 to 0x01ffffff)"
+        ))
+    }
 }
 
 /// How to reach a CAS: its URL and the certificate to pin (it is self-signed).
@@ -126,11 +159,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.attester = args
         .las_socket
         .map(|socket| cipherlake_attest::attester::Attester::Sim { socket });
-    eprintln!(
-        "CAS master key in {} (sealing: none): whoever administers this host can read it, and \
-         with it every secret and the integrity keys of cas.db; for simulation and development only",
-        args.data_dir.join("master.key").display()
-    );
+    if args.sealing == "tpm" {
+        config.sealing = Sealing::Tpm(TpmSealing {
+            tpm: args.tpm.clone(),
+            pcrs: args.seal_pcrs.clone(),
+            counter_index: args.epoch_index,
+        });
+        eprintln!(
+            "CAS master key sealed by the TPM at {} to PCRs {:?} (sealing: tpm)",
+            args.tpm, args.seal_pcrs
+        );
+    } else {
+        eprintln!(
+            "CAS master key in {} (sealing: none): whoever administers this host can read it, \
+             and with it every secret and the integrity keys of cas.db; for simulation and \
+             development only",
+            args.data_dir.join("master.key").display()
+        );
+    }
     let server = cipherlake_cas::server::start(config, args.listen).await?;
     eprintln!(
         "CAS serving on https://{} (certificate {}, audit key {})",

@@ -1,0 +1,270 @@
+//! Where the CAS master key lives, and how a restored copy of the data directory is caught.
+//!
+//! * [`Sealing::File`]: `DATA_DIR/master.key` (mode 0600). Simulation and development only:
+//!   whoever administers the host reads it.
+//! * [`Sealing::Tpm`]: the master key sealed by the TPM to chosen SHA-256 PCRs
+//!   (`DATA_DIR/master.tpm` holds the sealed blob and the PCR values it is sealed to, so a
+//!   refusal can name the PCR that differs). Only that TPM in that platform state unseals it:
+//!   not a copy of the directory on another host, not this host booted into something else.
+//!   A TPM NV counter detects a restore of an older copy of the whole directory: it goes up
+//!   once per epoch (each start and each policy change), after the database commit; a start
+//!   accepts a counter equal to the stored epoch or one above it (a crash between the commit
+//!   and the increment), and refuses anything else.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use cipherlake_attest::tpm::device::{Tpm, TpmPath};
+use cipherlake_attest::tpm::seal::SealedBlob;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::CasError;
+use crate::at_rest::{MasterKeyProvider, random};
+
+/// How the master key is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Sealing {
+    /// In `DATA_DIR/master.key`: simulation and development only.
+    #[default]
+    File,
+    /// Sealed by a TPM.
+    Tpm(TpmSealing),
+}
+
+/// The TPM, the PCRs the master key is sealed to, and the NV index of the epoch counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TpmSealing {
+    /// The TPM (`/dev/tpmrm0`, or swtpm's `tcp:HOST:PORT`).
+    pub tpm: TpmPath,
+    /// SHA-256 PCRs the key is sealed to (default 0, 2, 4 and 7: firmware, option ROMs, boot
+    /// manager, Secure Boot state).
+    pub pcrs: Vec<u8>,
+    /// NV index of the epoch counter.
+    pub counter_index: u32,
+}
+
+/// The PCRs sealed to by default.
+pub const DEFAULT_PCRS: [u8; 4] = [0, 2, 4, 7];
+/// The NV index of the epoch counter by default (owner range 0x01500000–0x01bfffff).
+pub const DEFAULT_COUNTER_INDEX: u32 = 0x0150_0c1a;
+
+impl Sealing {
+    /// The word `cas serve` and `/healthz` report: `none` for the file, `tpm`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Sealing::File => "none",
+            Sealing::Tpm(_) => "tpm",
+        }
+    }
+}
+
+/// What `master.tpm` holds.
+#[derive(Serialize, Deserialize)]
+struct SealedFile {
+    public: String,
+    private: String,
+    pcrs: Vec<u8>,
+    values: Vec<String>,
+}
+
+/// The master key, unsealed by the TPM at start.
+pub struct TpmMasterKey {
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl MasterKeyProvider for TpmMasterKey {
+    fn master_key(&self) -> Result<Zeroizing<[u8; 32]>, CasError> {
+        Ok(self.key.clone())
+    }
+}
+
+fn tpm_error(what: &str) -> impl FnOnce(cipherlake_attest::tpm::device::TpmError) -> CasError + '_ {
+    move |e| CasError::Unavailable(format!("{what}: {e}"))
+}
+
+impl TpmMasterKey {
+    /// Unseals the master key from `DATA_DIR/master.tpm`, or at first start creates one and
+    /// seals it. A refusal names the PCR whose value changed, or says the blob is not this
+    /// TPM's.
+    pub fn open_or_create(dir: &Path, sealing: &TpmSealing) -> Result<Self, CasError> {
+        let file_key = dir.join("master.key");
+        if file_key.exists() {
+            return Err(CasError::Unavailable(format!(
+                "{} exists: this data directory keeps its master key in a file (--sealing file); \
+                 it cannot be sealed by moving it",
+                file_key.display()
+            )));
+        }
+        let path = dir.join("master.tpm");
+        let mut tpm = Tpm::open(&sealing.tpm).map_err(tpm_error("opening the TPM"))?;
+        if !path.exists() {
+            return Self::create(&mut tpm, &path, sealing);
+        }
+        let text =
+            std::fs::read(&path).map_err(CasError::io(format!("reading {}", path.display())))?;
+        let sealed: SealedFile = serde_json::from_slice(&text)
+            .map_err(|e| CasError::Unavailable(format!("{}: {e}", path.display())))?;
+        let blob = SealedBlob {
+            public: decode(&sealed.public, &path)?,
+            private: decode(&sealed.private, &path)?,
+        };
+        match tpm.unseal(&blob, &sealed.pcrs) {
+            Ok(bytes) => {
+                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    CasError::Unavailable(format!("{}: not a 32-byte key", path.display()))
+                })?;
+                Ok(TpmMasterKey {
+                    key: Zeroizing::new(key),
+                })
+            }
+            Err(e) => Err(Self::why_not(&mut tpm, &sealed, &path, e)),
+        }
+    }
+
+    fn create(tpm: &mut Tpm, path: &Path, sealing: &TpmSealing) -> Result<Self, CasError> {
+        let key = Zeroizing::new(random::<32>()?);
+        let (blob, values) = tpm
+            .seal(key.as_ref(), &sealing.pcrs)
+            .map_err(tpm_error("sealing the master key"))?;
+        let file = SealedFile {
+            public: BASE64.encode(&blob.public),
+            private: BASE64.encode(&blob.private),
+            pcrs: sealing.pcrs.clone(),
+            values: values.iter().map(hex::encode).collect(),
+        };
+        let json = serde_json::to_vec_pretty(&file)
+            .map_err(|e| CasError::Crypto(format!("encoding master.tpm: {e}")))?;
+        write_new(path, &json)?;
+        Ok(TpmMasterKey { key })
+    }
+
+    /// Names why the TPM would not unseal: a PCR that changed, or a blob of another TPM.
+    fn why_not(
+        tpm: &mut Tpm,
+        sealed: &SealedFile,
+        path: &Path,
+        error: cipherlake_attest::tpm::device::TpmError,
+    ) -> CasError {
+        let now = match tpm.pcrs() {
+            Ok(values) => values,
+            Err(e) => {
+                return CasError::Unavailable(format!(
+                    "unsealing the master key: {error}; reading PCRs: {e}"
+                ));
+            }
+        };
+        for (pcr, sealed_value) in sealed.pcrs.iter().zip(&sealed.values) {
+            let current = now
+                .get(usize::from(*pcr))
+                .map(hex::encode)
+                .unwrap_or_default();
+            if &current != sealed_value {
+                return CasError::Unavailable(format!(
+                    "the master key in {} is sealed to PCR {pcr} = {sealed_value}, but the TPM \
+                     reports {current}: the platform changed (firmware, boot chain) since the \
+                     key was sealed",
+                    path.display()
+                ));
+            }
+        }
+        match error {
+            cipherlake_attest::tpm::device::TpmError::Response {
+                command: "Load", ..
+            } => CasError::Unavailable(format!(
+                "the TPM does not load {} although the PCRs match ({error}): the blob was \
+                 sealed by another TPM (a copied data directory), or this TPM was cleared",
+                path.display()
+            )),
+            other => CasError::Unavailable(format!(
+                "unsealing the master key in {}: {other}",
+                path.display()
+            )),
+        }
+    }
+}
+
+fn decode(text: &str, path: &Path) -> Result<Vec<u8>, CasError> {
+    BASE64
+        .decode(text)
+        .map_err(|e| CasError::Unavailable(format!("{}: {e}", path.display())))
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), CasError> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(CasError::io(format!("creating {}", path.display())))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(CasError::io(format!("writing {}", path.display())))
+}
+
+/// The epoch counter of a TPM-sealed CAS.
+#[derive(Debug, Clone)]
+pub struct EpochCounter {
+    tpm: TpmPath,
+    index: u32,
+    data_dir: PathBuf,
+}
+
+impl EpochCounter {
+    /// The counter at `sealing.counter_index`.
+    pub fn new(sealing: &TpmSealing, data_dir: &Path) -> Self {
+        EpochCounter {
+            tpm: sealing.tpm.clone(),
+            index: sealing.counter_index,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// The counter's value, defining it (at 1) when it does not exist yet.
+    pub fn value(&self) -> Result<u64, CasError> {
+        let mut tpm = Tpm::open(&self.tpm).map_err(tpm_error("opening the TPM"))?;
+        match tpm
+            .counter(self.index)
+            .map_err(tpm_error("reading the epoch counter"))?
+        {
+            Some(value) => Ok(value),
+            None => tpm
+                .define_counter(self.index)
+                .map_err(tpm_error("defining the epoch counter")),
+        }
+    }
+
+    /// Checks the database's epoch against the counter: equal, or one below (a crash between
+    /// the commit and the increment). `None` (a new database) is accepted.
+    pub fn check(&self, stored: Option<u64>, counter: u64) -> Result<(), CasError> {
+        match stored {
+            None => Ok(()),
+            Some(epoch) if counter == epoch || counter == epoch + 1 => Ok(()),
+            Some(epoch) => Err(CasError::Tampered(format!(
+                "{} is at epoch {epoch}, but the TPM's epoch counter (NV index {:#x}) is at \
+                 {counter}: an older copy of the data directory was restored",
+                self.data_dir.display(),
+                self.index
+            ))),
+        }
+    }
+
+    /// Moves the counter up to `epoch` (after the database committed it).
+    pub fn advance_to(&self, epoch: u64) -> Result<(), CasError> {
+        let mut tpm = Tpm::open(&self.tpm).map_err(tpm_error("opening the TPM"))?;
+        loop {
+            let value = tpm
+                .counter(self.index)
+                .map_err(tpm_error("reading the epoch counter"))?
+                .unwrap_or(0);
+            if value >= epoch {
+                return Ok(());
+            }
+            tpm.increment(self.index)
+                .map_err(tpm_error("incrementing the epoch counter"))?;
+        }
+    }
+}

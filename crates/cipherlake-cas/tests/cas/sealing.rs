@@ -1,0 +1,217 @@
+//! The master key sealed by a TPM (swtpm from `scripts/swtpm`, `CIPHERLAKE_TEST_SWTPM`; a
+//! second swtpm started here plays another host's TPM): a restart unseals, a changed PCR or
+//! another TPM does not, and a restored older data directory is caught by the epoch counter.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use cipherlake_attest::tpm::device::{Tpm, TpmPath};
+use cipherlake_cas::sealing::{Sealing, TpmSealing};
+use cipherlake_cas::server::{self, ServerHandle};
+use cipherlake_cas::service::Config;
+
+/// The sealing tests change PCR 16 and share the software TPM: one at a time.
+static TPM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn swtpm() -> TpmPath {
+    std::env::var("CIPHERLAKE_TEST_SWTPM")
+        .expect(
+            "CIPHERLAKE_TEST_SWTPM is not set: run the tests through scripts/test, which starts \
+             and provisions a software TPM (scripts/swtpm)",
+        )
+        .parse()
+        .expect("tcp:HOST:PORT")
+}
+
+/// Sealed to the debug PCR 16, which tests may extend; each test its own counter index.
+fn sealing(tpm: TpmPath, counter_index: u32) -> Sealing {
+    Sealing::Tpm(TpmSealing {
+        tpm,
+        pcrs: vec![16],
+        counter_index,
+    })
+}
+
+/// Starting must fail; the reason.
+async fn refused(dir: &Path, sealing: &Sealing) -> String {
+    match start(dir, sealing).await {
+        Ok(_) => panic!("the CAS started"),
+        Err(e) => e,
+    }
+}
+
+async fn start(dir: &Path, sealing: &Sealing) -> Result<ServerHandle, String> {
+    let mut config = Config::new(dir);
+    config.nonce_ttl = Duration::from_secs(60);
+    config.sealing = sealing.clone();
+    server::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_unseals_and_a_changed_pcr_refuses_naming_it() {
+    let _turn = TPM.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sealing = sealing(swtpm(), 0x0150_0a01);
+    let first = start(&data, &sealing).await.expect("first start seals");
+    let audit_key = first.audit_public_key;
+    first.shutdown().await;
+    assert!(data.join("master.tpm").exists());
+    assert!(!data.join("master.key").exists(), "no plaintext key file");
+    let again = start(&data, &sealing).await.expect("restart unseals");
+    assert_eq!(again.audit_public_key, audit_key, "the same state");
+    again.shutdown().await;
+
+    Tpm::open(&swtpm())
+        .unwrap()
+        .extend(16, &[0x42; 32])
+        .unwrap();
+    let err = refused(&data, &sealing).await;
+    assert!(
+        err.contains("sealed to PCR 16") && err.contains("platform changed"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_copied_to_another_tpm_does_not_unseal() {
+    let _turn = TPM.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Sealed to PCR 23, which no test extends: both TPMs report the same value, so only the
+    // TPM differs.
+    let on = |tpm| {
+        Sealing::Tpm(TpmSealing {
+            tpm,
+            pcrs: vec![23],
+            counter_index: 0x0150_0a02,
+        })
+    };
+    start(&data, &on(swtpm()))
+        .await
+        .expect("start")
+        .shutdown()
+        .await;
+    let other = OtherTpm::start(dir.path());
+    let err = refused(&data, &on(other.path())).await;
+    assert!(err.contains("sealed by another TPM"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_older_data_directory_is_caught_by_the_epoch_counter() {
+    let _turn = TPM.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sealing = sealing(swtpm(), 0x0150_0a03);
+    start(&data, &sealing)
+        .await
+        .expect("start")
+        .shutdown()
+        .await;
+    let snapshot = dir.path().join("snapshot");
+    copy_dir(&data, &snapshot);
+    // Two more epochs (two starts) pass.
+    for _ in 0..2 {
+        start(&data, &sealing)
+            .await
+            .expect("restart")
+            .shutdown()
+            .await;
+    }
+    std::fs::remove_dir_all(&data).unwrap();
+    copy_dir(&snapshot, &data);
+    let err = refused(&data, &sealing).await;
+    assert!(
+        err.contains("an older copy of the data directory was restored"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_commit_and_increment_is_accepted_but_no_more() {
+    let _turn = TPM.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let index = 0x0150_0a04;
+    let sealing = sealing(swtpm(), index);
+    start(&data, &sealing)
+        .await
+        .expect("start")
+        .shutdown()
+        .await;
+    let snapshot = dir.path().join("snapshot");
+    copy_dir(&data, &snapshot);
+    // The database at epoch e and the counter at e: a crash after the commit of e + 1 leaves
+    // the database one above; restoring the snapshot models the counter one above instead.
+    start(&data, &sealing)
+        .await
+        .expect("restart")
+        .shutdown()
+        .await;
+    std::fs::remove_dir_all(&data).unwrap();
+    copy_dir(&snapshot, &data);
+    start(&data, &sealing)
+        .await
+        .expect("counter one above the stored epoch")
+        .shutdown()
+        .await;
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// A second software TPM, on loopback, killed on drop.
+struct OtherTpm {
+    child: Child,
+    port: u16,
+}
+
+impl OtherTpm {
+    fn start(dir: &Path) -> Self {
+        let state = dir.join("other-tpm");
+        std::fs::create_dir_all(&state).unwrap();
+        let port = loop {
+            let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = a.local_addr().unwrap().port();
+            if std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+                break port;
+            }
+        };
+        let child = Command::new("swtpm")
+            .args(["socket", "--tpm2", "--tpmstate"])
+            .arg(format!("dir={}", state.display()))
+            .arg("--server")
+            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+            .arg("--ctrl")
+            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+            .args(["--flags", "not-need-init,startup-clear"])
+            .spawn()
+            .expect("swtpm (installed by scripts/swtpm)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        OtherTpm { child, port }
+    }
+
+    fn path(&self) -> TpmPath {
+        format!("tcp:127.0.0.1:{}", self.port).parse().unwrap()
+    }
+}
+
+impl Drop for OtherTpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
