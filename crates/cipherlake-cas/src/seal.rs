@@ -61,6 +61,19 @@ impl HpkeKeyPair {
         self.public.to_bytes().to_vec()
     }
 
+    /// The key pair of a 32-byte private key.
+    pub fn from_private_bytes(bytes: &[u8]) -> Result<Self, CasError> {
+        let private = <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(bytes)
+            .map_err(|_| CasError::BadRequest("not an X25519 private key".into()))?;
+        let public = X25519HkdfSha256::sk_to_pk(&private);
+        Ok(HpkeKeyPair { private, public })
+    }
+
+    /// The private key, 32 raw bytes (to store it).
+    pub fn private_bytes(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.private.to_bytes().to_vec())
+    }
+
     /// Opens a box sealed to this key for `policy`/`service`.
     pub fn open(
         &self,
@@ -68,7 +81,16 @@ impl HpkeKeyPair {
         policy: &str,
         service: &str,
     ) -> Result<Zeroizing<Vec<u8>>, CasError> {
-        let bad = || CasError::Crypto("the sealed configuration does not open".into());
+        self.open_with_info(sealed, &info(policy, service))
+    }
+
+    /// Opens a box sealed to this key with `info`.
+    pub fn open_with_info(
+        &self,
+        sealed: &Sealed,
+        info: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CasError> {
+        let bad = || CasError::Crypto("the sealed box does not open with this key".into());
         let enc = BASE64.decode(&sealed.enc).map_err(|_| bad())?;
         let ct = BASE64.decode(&sealed.ciphertext).map_err(|_| bad())?;
         let enc =
@@ -77,7 +99,7 @@ impl HpkeKeyPair {
             &OpModeR::Base,
             &self.private,
             &enc,
-            &info(policy, service),
+            info,
             &ct,
             &[],
         )
@@ -93,12 +115,21 @@ pub fn seal(
     service: &str,
     plaintext: &[u8],
 ) -> Result<Sealed, CasError> {
+    seal_with_info(public_key, &info(policy, service), plaintext)
+}
+
+/// Seals `plaintext` to the 32-byte X25519 `public_key` with `info`.
+pub fn seal_with_info(
+    public_key: &[u8],
+    info: &[u8],
+    plaintext: &[u8],
+) -> Result<Sealed, CasError> {
     let pk = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(public_key)
-        .map_err(|_| CasError::BadRequest("hpke_public_key is not an X25519 public key".into()))?;
+        .map_err(|_| CasError::BadRequest("not an X25519 public key".into()))?;
     let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
         &OpModeS::Base,
         &pk,
-        &info(policy, service),
+        info,
         plaintext,
         &[],
         &mut rand_core_09::OsRng.unwrap_err(),

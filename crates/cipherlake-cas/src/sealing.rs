@@ -44,12 +44,19 @@ pub struct TpmSealing {
     pub pcrs: Vec<u8>,
     /// NV index of the epoch counter.
     pub counter_index: u32,
+    /// The owners' recovery public key (X25519, 32 bytes): at first start the master key is
+    /// also sealed to it (`DATA_DIR/master.recovery`), so `cas recover` can re-seal it after a
+    /// legitimate platform change. Without one, a changed PCR loses every secret.
+    pub recovery_key: Option<Vec<u8>>,
 }
 
 /// The PCRs sealed to by default.
 pub const DEFAULT_PCRS: [u8; 4] = [0, 2, 4, 7];
 /// The NV index of the epoch counter by default (owner range 0x01500000–0x01bfffff).
 pub const DEFAULT_COUNTER_INDEX: u32 = 0x0150_0c1a;
+
+/// The HPKE `info` of the recovery box.
+const RECOVERY_INFO: &[u8] = b"cipherlake-master-key-recovery-v1";
 
 impl Sealing {
     /// The word `cas serve` and `/healthz` report: `none` for the file, `tpm`.
@@ -126,19 +133,50 @@ impl TpmMasterKey {
 
     fn create(tpm: &mut Tpm, path: &Path, sealing: &TpmSealing) -> Result<Self, CasError> {
         let key = Zeroizing::new(random::<32>()?);
-        let (blob, values) = tpm
-            .seal(key.as_ref(), &sealing.pcrs)
-            .map_err(tpm_error("sealing the master key"))?;
-        let file = SealedFile {
-            public: BASE64.encode(&blob.public),
-            private: BASE64.encode(&blob.private),
-            pcrs: sealing.pcrs.clone(),
-            values: values.iter().map(hex::encode).collect(),
-        };
-        let json = serde_json::to_vec_pretty(&file)
-            .map_err(|e| CasError::Crypto(format!("encoding master.tpm: {e}")))?;
-        write_new(path, &json)?;
+        if let Some(recovery) = &sealing.recovery_key {
+            let sealed = crate::seal::seal_with_info(recovery, RECOVERY_INFO, key.as_ref())?;
+            let json = serde_json::to_vec_pretty(&sealed)
+                .map_err(|e| CasError::Crypto(format!("encoding master.recovery: {e}")))?;
+            write_new(&path.with_extension("recovery"), &json)?;
+        }
+        write_sealed(tpm, path, sealing, &key, write_new)?;
         Ok(TpmMasterKey { key })
+    }
+
+    /// After a legitimate platform change: opens `DATA_DIR/master.recovery` with the owners'
+    /// recovery private key, checks the key against the database (its integrity MACs must
+    /// verify), and seals it again to the PCRs' current values.
+    pub fn recover(
+        dir: &Path,
+        sealing: &TpmSealing,
+        recovery: &crate::seal::HpkeKeyPair,
+    ) -> Result<(), CasError> {
+        let recovery_path = dir.join("master.recovery");
+        let text = std::fs::read(&recovery_path)
+            .map_err(CasError::io(format!("reading {}", recovery_path.display())))?;
+        let sealed: crate::seal::Sealed = serde_json::from_slice(&text)
+            .map_err(|e| CasError::Unavailable(format!("{}: {e}", recovery_path.display())))?;
+        let bytes = recovery
+            .open_with_info(&sealed, RECOVERY_INFO)
+            .map_err(|_| {
+                CasError::Unauthorized(format!(
+                    "{} does not open with this recovery key",
+                    recovery_path.display()
+                ))
+            })?;
+        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            CasError::Unavailable(format!("{}: not a 32-byte key", recovery_path.display()))
+        })?;
+        let key = Zeroizing::new(key);
+        let provider = TpmMasterKey { key: key.clone() };
+        // The right key opens the database: every integrity MAC verifies under it.
+        crate::store::Store::open(
+            &dir.join("cas.db"),
+            crate::at_rest::Sealer::new(&provider)?,
+            crate::integrity::Integrity::new(&provider)?,
+        )?;
+        let mut tpm = Tpm::open(&sealing.tpm).map_err(tpm_error("opening the TPM"))?;
+        write_sealed(&mut tpm, &dir.join("master.tpm"), sealing, &key, replace)
     }
 
     /// Names why the TPM would not unseal: a PCR that changed, or a blob of another TPM.
@@ -184,6 +222,36 @@ impl TpmMasterKey {
             )),
         }
     }
+}
+
+/// Seals `key` to the PCRs' current values and writes `master.tpm` with `write`.
+fn write_sealed(
+    tpm: &mut Tpm,
+    path: &Path,
+    sealing: &TpmSealing,
+    key: &[u8; 32],
+    write: fn(&Path, &[u8]) -> Result<(), CasError>,
+) -> Result<(), CasError> {
+    let (blob, values) = tpm
+        .seal(key, &sealing.pcrs)
+        .map_err(tpm_error("sealing the master key"))?;
+    let file = SealedFile {
+        public: BASE64.encode(&blob.public),
+        private: BASE64.encode(&blob.private),
+        pcrs: sealing.pcrs.clone(),
+        values: values.iter().map(hex::encode).collect(),
+    };
+    let json = serde_json::to_vec_pretty(&file)
+        .map_err(|e| CasError::Crypto(format!("encoding master.tpm: {e}")))?;
+    write(path, &json)
+}
+
+/// Replaces `path` atomically (a new file renamed over it).
+fn replace(path: &Path, bytes: &[u8]) -> Result<(), CasError> {
+    let temporary = path.with_extension("tpm.new");
+    let _ = std::fs::remove_file(&temporary);
+    write_new(&temporary, bytes)?;
+    std::fs::rename(&temporary, path).map_err(CasError::io(format!("replacing {}", path.display())))
 }
 
 fn decode(text: &str, path: &Path) -> Result<Vec<u8>, CasError> {

@@ -355,6 +355,15 @@ impl Cas {
         Ok(out)
     }
 
+    /// How the master key is kept: `none` (a file) or `tpm`. A custom provider reports
+    /// `external`.
+    pub fn sealing(&self) -> &'static str {
+        match (&self.config.master_key, &self.config.sealing) {
+            (Some(_), _) => "external",
+            (None, sealing) => sealing.as_str(),
+        }
+    }
+
     /// The CAS TLS certificate, DER.
     pub fn tls_cert_der(&self) -> &[u8] {
         &self.tls_cert_der

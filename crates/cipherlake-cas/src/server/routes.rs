@@ -57,7 +57,7 @@ impl FromRef<AppState> for Arc<Metrics> {
 /// The router of every endpoint, each request timed and logged ([`track`]).
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/policies/{name}", put(put_policy).get(get_policy))
         .route("/v1/policies/{name}/read", post(owner_read))
@@ -200,6 +200,12 @@ async fn owner_read(
 
 async fn nonce(State(cas): State<Shared>) -> Result<impl IntoResponse, CasError> {
     Ok(Json(blocking(move || cas.nonce()).await?))
+}
+
+/// `GET /healthz`: `{"status": "ok", "sealing": "none"|"tpm"}` (sealing none: the master
+/// key is a file the host's administrator can read).
+async fn healthz(State(cas): State<Shared>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok", "sealing": cas.sealing()}))
 }
 
 async fn metrics(State(metrics): State<Arc<Metrics>>) -> Result<impl IntoResponse, CasError> {

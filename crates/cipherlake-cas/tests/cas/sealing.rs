@@ -30,6 +30,7 @@ fn sealing(tpm: TpmPath, counter_index: u32) -> Sealing {
         tpm,
         pcrs: vec![16],
         counter_index,
+        recovery_key: None,
     })
 }
 
@@ -63,6 +64,18 @@ async fn a_restart_unseals_and_a_changed_pcr_refuses_naming_it() {
     assert!(!data.join("master.key").exists(), "no plaintext key file");
     let again = start(&data, &sealing).await.expect("restart unseals");
     assert_eq!(again.audit_public_key, audit_key, "the same state");
+    let client = cipherlake_cas::client::CasClient::new(
+        &format!("https://127.0.0.1:{}", again.addr.port()),
+        cipherlake_cas::client::fingerprint(&again.tls_cert_der),
+    )
+    .unwrap();
+    let (status, body) = client
+        .raw(reqwest::Method::GET, "/healthz", None)
+        .await
+        .unwrap();
+    assert!(status.is_success());
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["sealing"], "tpm", "{health}");
     again.shutdown().await;
 
     Tpm::open(&swtpm())
@@ -88,6 +101,7 @@ async fn a_data_directory_copied_to_another_tpm_does_not_unseal() {
             tpm,
             pcrs: vec![23],
             counter_index: 0x0150_0a02,
+            recovery_key: None,
         })
     };
     start(&data, &on(swtpm()))
@@ -214,4 +228,44 @@ impl Drop for OtherTpm {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_recovery_key_reseals_after_a_platform_change() {
+    use cipherlake_cas::seal::HpkeKeyPair;
+    use cipherlake_cas::sealing::TpmMasterKey;
+    let _turn = TPM.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let owners = HpkeKeyPair::generate();
+    let settings = TpmSealing {
+        tpm: swtpm(),
+        pcrs: vec![16],
+        counter_index: 0x0150_0a05,
+        recovery_key: Some(owners.public_key()),
+    };
+    let sealing = Sealing::Tpm(settings.clone());
+    let first = start(&data, &sealing).await.expect("start");
+    let audit_key = first.audit_public_key;
+    first.shutdown().await;
+    assert!(data.join("master.recovery").exists());
+    // A firmware update: PCR 16 changes, the CAS no longer unseals.
+    Tpm::open(&swtpm())
+        .unwrap()
+        .extend(16, &[0x17; 32])
+        .unwrap();
+    assert!(refused(&data, &sealing).await.contains("sealed to PCR 16"));
+    // Someone else's key does not recover it.
+    let err = TpmMasterKey::recover(&data, &settings, &HpkeKeyPair::generate())
+        .expect_err("a stranger's key");
+    assert!(
+        err.to_string()
+            .contains("does not open with this recovery key"),
+        "{err}"
+    );
+    // The owners' key re-seals to the new PCR value; the same state comes back.
+    TpmMasterKey::recover(&data, &settings, &owners).expect("recovered");
+    let again = start(&data, &sealing).await.expect("starts after recovery");
+    assert_eq!(again.audit_public_key, audit_key);
+    again.shutdown().await;
 }

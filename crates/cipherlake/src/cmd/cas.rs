@@ -34,6 +34,60 @@ enum Command {
     /// and bind a fresh nonce and the TLS key it presents. Prints the certificate fingerprint
     /// and can write the certificate to pin with --cas-cert.
     Verify(verify::Args),
+    /// Create the policy owners' recovery key pair (X25519): writes the private key to FILE
+    /// (0600) and prints the public key for `cas serve --sealing tpm --recovery-key`.
+    RecoveryKeygen {
+        /// Where to write the private key; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// After a legitimate platform change (firmware update, new boot chain) a TPM-sealed CAS
+    /// no longer unseals its master key: open it from DATA_DIR/master.recovery with the
+    /// owners' recovery private key, check it against the database, and seal it again to the
+    /// PCRs' current values. Run on the CAS host, with the CAS stopped.
+    Recover(RecoverArgs),
+}
+
+#[derive(clap::Args)]
+struct RecoverArgs {
+    /// The CAS data directory.
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// The recovery private key file (from `cas recovery-keygen`).
+    #[arg(long, value_name = "FILE")]
+    recovery_key: PathBuf,
+    #[command(flatten)]
+    tpm: TpmSealArgs,
+}
+
+/// The TPM sealing settings, shared by `cas serve` and `cas recover`.
+#[derive(clap::Args, Clone)]
+struct TpmSealArgs {
+    /// The TPM for `--sealing tpm`: /dev/tpmrm0, or tcp:HOST:PORT for swtpm.
+    #[arg(
+        long,
+        value_name = "DEVICE|tcp:HOST:PORT",
+        default_value = "/dev/tpmrm0"
+    )]
+    tpm: TpmPath,
+    /// SHA-256 PCRs the master key is sealed to.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_values_t = DEFAULT_PCRS.to_vec(),
+          value_parser = clap::value_parser!(u8).range(0..24))]
+    seal_pcrs: Vec<u8>,
+    /// NV index of the TPM epoch counter (hex).
+    #[arg(long, value_name = "HEX", default_value = "0x01500c1a", value_parser = parse_nv_index)]
+    epoch_index: u32,
+}
+
+impl TpmSealArgs {
+    fn sealing(&self, recovery_key: Option<Vec<u8>>) -> TpmSealing {
+        TpmSealing {
+            tpm: self.tpm.clone(),
+            pcrs: self.seal_pcrs.clone(),
+            counter_index: self.epoch_index,
+            recovery_key,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -75,20 +129,13 @@ struct ServeArgs {
     /// caught by a TPM counter).
     #[arg(long, value_name = "KIND", default_value = "file", value_parser = ["file", "tpm"])]
     sealing: String,
-    /// The TPM for `--sealing tpm`: /dev/tpmrm0, or tcp:HOST:PORT for swtpm.
-    #[arg(
-        long,
-        value_name = "DEVICE|tcp:HOST:PORT",
-        default_value = "/dev/tpmrm0"
-    )]
-    tpm: TpmPath,
-    /// SHA-256 PCRs the master key is sealed to.
-    #[arg(long, value_name = "LIST", value_delimiter = ',', default_values_t = DEFAULT_PCRS.to_vec(),
-          value_parser = clap::value_parser!(u8).range(0..24))]
-    seal_pcrs: Vec<u8>,
-    /// NV index of the TPM epoch counter (hex).
-    #[arg(long, value_name = "HEX", default_value = "0x01500c1a", value_parser = parse_nv_index)]
-    epoch_index: u32,
+    #[command(flatten)]
+    tpm: TpmSealArgs,
+    /// The policy owners' recovery public key (64 hex digits, or a file holding them, from
+    /// `cas recovery-keygen`): at first start with --sealing tpm the master key is also sealed
+    /// to it, so `cas recover` can re-seal after a platform change.
+    #[arg(long, value_name = "HEX_OR_FILE")]
+    recovery_key: Option<String>,
 }
 
 fn parse_nv_index(text: &str) -> Result<u32, String> {
@@ -128,7 +175,63 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::RegisterPlatform(args) => register_platform(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::RecoveryKeygen { out } => recovery_keygen(&out),
+        Command::Recover(args) => recover(args),
     }
+}
+
+fn recovery_keygen(out: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let pair = cipherlake_cas::seal::HpkeKeyPair::generate();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    let private = zeroize::Zeroizing::new(format!(
+        "{}\n",
+        hex::encode(pair.private_bytes().as_slice())
+    ));
+    file.write_all(private.as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("{}", hex::encode(pair.public_key()));
+    Ok(())
+}
+
+fn recover(args: RecoverArgs) -> anyhow::Result<()> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&args.recovery_key)
+            .with_context(|| format!("reading {}", args.recovery_key.display()))?,
+    );
+    let bytes = zeroize::Zeroizing::new(hex::decode(text.trim()).with_context(|| {
+        format!(
+            "{}: not a recovery private key (hex)",
+            args.recovery_key.display()
+        )
+    })?);
+    let pair = cipherlake_cas::seal::HpkeKeyPair::from_private_bytes(&bytes)?;
+    cipherlake_cas::sealing::TpmMasterKey::recover(&args.data_dir, &args.tpm.sealing(None), &pair)?;
+    println!(
+        "master key of {} sealed again to PCRs {:?} of the TPM at {}",
+        args.data_dir.display(),
+        args.tpm.seal_pcrs,
+        args.tpm.tpm
+    );
+    Ok(())
+}
+
+/// A 32-byte public key as 64 hex digits, or a file holding them.
+fn public_key_arg(arg: &str) -> anyhow::Result<Vec<u8>> {
+    let text = if arg.len() == 64 && arg.bytes().all(|b| b.is_ascii_hexdigit()) {
+        arg.to_string()
+    } else {
+        std::fs::read_to_string(arg).with_context(|| format!("reading {arg}"))?
+    };
+    let key = hex::decode(text.trim()).with_context(|| format!("{arg}: not 64 hex digits"))?;
+    anyhow::ensure!(key.len() == 32, "{arg}: a recovery public key is 32 bytes");
+    Ok(key)
 }
 
 async fn register_platform(args: RegisterPlatformArgs) -> anyhow::Result<()> {
@@ -160,14 +263,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .las_socket
         .map(|socket| cipherlake_attest::attester::Attester::Sim { socket });
     if args.sealing == "tpm" {
-        config.sealing = Sealing::Tpm(TpmSealing {
-            tpm: args.tpm.clone(),
-            pcrs: args.seal_pcrs.clone(),
-            counter_index: args.epoch_index,
-        });
+        let recovery = args
+            .recovery_key
+            .as_deref()
+            .map(public_key_arg)
+            .transpose()?;
+        if recovery.is_none() {
+            eprintln!(
+                "no --recovery-key: if the platform's PCRs change, the master key cannot be \
+                 re-sealed and every secret is lost"
+            );
+        }
+        config.sealing = Sealing::Tpm(args.tpm.sealing(recovery));
         eprintln!(
             "CAS master key sealed by the TPM at {} to PCRs {:?} (sealing: tpm)",
-            args.tpm, args.seal_pcrs
+            args.tpm.tpm, args.tpm.seal_pcrs
         );
     } else {
         eprintln!(

@@ -278,3 +278,19 @@ fn cas_verify_checks_the_cas_before_trusting_it() {
     assert!(stderr.contains("measurement-mismatch"), "{stderr}");
     assert!(!pinned.exists(), "nothing is written for an untrusted CAS");
 }
+
+#[test]
+fn a_recovery_key_pair_is_created_private_and_never_overwritten() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("recovery.key");
+    let public = super::support::ok(&["cas", "recovery-keygen", "--out", file.to_str().unwrap()]);
+    assert_eq!(public.trim().len(), 64, "{public}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let private = std::fs::read_to_string(&file).unwrap();
+    assert_ne!(private.trim(), public.trim());
+    let err = super::support::fails(&["cas", "recovery-keygen", "--out", file.to_str().unwrap()]);
+    assert!(err.contains("creating"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), private);
+}
