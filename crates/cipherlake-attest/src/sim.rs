@@ -92,6 +92,12 @@ pub struct Emulated {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub rtmrs: Vec<Vec<u8>>,
+    /// A TEE in debug mode.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub debug: bool,
+    /// A TCB verdict (a real TEE's collateral would give one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcb_status: Option<crate::TcbStatus>,
 }
 
 impl SimReport {
@@ -348,8 +354,8 @@ pub fn verify_report(raw: &[u8], keys: &PlatformKeys) -> Result<Claims, VerifyEr
         signer: None,
         product_id: None,
         svn: Some(report.svn),
-        debug: report.debug,
-        tcb_status: TcbStatus::NotEvaluated,
+        debug: report.debug || emulated.debug,
+        tcb_status: emulated.tcb_status.unwrap_or(TcbStatus::NotEvaluated),
         advisory_ids: Vec::new(),
         report_data: report.report_data,
         host_data: emulated.host_data,

@@ -72,12 +72,22 @@ pub async fn evidence(
 }
 
 /// What the custodian expects of the CAS.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Expectation {
     /// The CAS's code measurement (sim: SHA-384 of its executable).
     pub measurement: Vec<u8>,
     /// Verifies the evidence (sim reports need the LAS platform key registered).
     pub verifier: Verifier,
+    /// The TEE the CAS must run in, if the custodian names one.
+    pub tee: Option<cipherlake_attest::Tee>,
+    /// Identity fields and the values they must have (`rtmr1`, `host_data`, ...; see
+    /// [`cipherlake_policy::reported`]).
+    pub fields: Vec<(String, Vec<u8>)>,
+    /// What the custodian tolerates: a debug TEE, an outdated or unevaluated TCB. Without it
+    /// such a CAS is refused.
+    pub tolerate: Vec<cipherlake_policy::Tolerance>,
+    /// DCAP collateral for a CAS whose evidence is an SGX or TDX quote.
+    pub collateral: Option<cipherlake_attest::Collateral>,
 }
 
 /// Checks evidence the CAS returned for `nonce` against the certificate the TLS session
@@ -89,7 +99,12 @@ pub fn check(
     presented_cert_der: &[u8],
     expectation: &Expectation,
 ) -> Result<Claims, CasError> {
-    let evidence = crate::evidence::decode(evidence)?;
+    let mut evidence = crate::evidence::decode(evidence)?;
+    if evidence.collateral.is_none()
+        && let Some(collateral) = &expectation.collateral
+    {
+        evidence = evidence.with_collateral(collateral.clone());
+    }
     let expected = report_data(nonce, &certificate_spki(presented_cert_der)?);
     let claims = expectation
         .verifier
@@ -109,10 +124,59 @@ pub fn check(
                 .into(),
         );
     }
+    platform_checks(&claims, expectation, &mut reasons);
     if reasons.is_empty() {
         Ok(claims)
     } else {
         Err(CasError::Denied(reasons))
+    }
+}
+
+/// The TEE, debug mode, TCB and identity fields the custodian expects.
+fn platform_checks(claims: &Claims, expectation: &Expectation, reasons: &mut Vec<String>) {
+    use cipherlake_policy::Tolerance;
+    if let Some(tee) = expectation.tee
+        && claims.tee != tee
+    {
+        reasons.push(format!(
+            "tee-mismatch: the CAS runs in {}, expected {tee}",
+            claims.tee
+        ));
+    }
+    let tolerated = |t: Tolerance| expectation.tolerate.contains(&t);
+    if claims.debug && !tolerated(Tolerance::Debug) {
+        reasons
+            .push("debug: the CAS runs in a debug-mode TEE, whose memory the host can read".into());
+    }
+    for needs in cipherlake_policy::required_tolerances(claims.tcb_status) {
+        if !tolerated(*needs) {
+            reasons.push(format!(
+                "tcb: the CAS's platform TCB is {:?}, which needs {}",
+                claims.tcb_status,
+                cipherlake_policy::Keyword::as_str(*needs)
+            ));
+        }
+    }
+    if claims.tcb_status == cipherlake_attest::TcbStatus::NotEvaluated
+        && !claims.tee.is_sim()
+        && claims.tee != cipherlake_attest::Tee::Azure
+        && !tolerated(Tolerance::UnevaluatedTcb)
+    {
+        reasons.push(format!(
+            "tcb: the CAS's {} evidence carries no TCB verdict (tolerate unevaluated-tcb to accept)",
+            claims.tee
+        ));
+    }
+    for (field, expected) in &expectation.fields {
+        match cipherlake_policy::reported(claims, field) {
+            Err(e) => reasons.push(format!("field-mismatch: {e}")),
+            Ok(found) if found.as_deref() == Some(expected.as_slice()) => {}
+            Ok(found) => reasons.push(format!(
+                "field-mismatch: {field} is {}, expected {}",
+                found.map_or_else(|| "not reported".into(), hex::encode),
+                hex::encode(expected)
+            )),
+        }
     }
 }
 

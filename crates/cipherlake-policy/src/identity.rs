@@ -466,3 +466,38 @@ impl SnpIdentity {
         self.id_key_digest.is_some() || self.author_key_digest.is_some()
     }
 }
+
+/// The value `claims` report for an identity field named as a policy names it, with or
+/// without its section (`tdx.rtmr1` or `rtmr1`, `sev_snp.host_data` or `host_data`), for
+/// checks outside a policy (`cas verify --expect FIELD=HEX`). `Ok(None)`: the evidence does
+/// not report it; `Err`: no such field.
+pub fn reported(claims: &Claims, field: &str) -> Result<Option<Vec<u8>>, String> {
+    let name = field.rsplit('.').next().unwrap_or(field);
+    let tdx = claims.tdx.as_ref();
+    let snp = claims.snp.as_ref();
+    let sgx = claims.sgx.as_ref();
+    Ok(match name {
+        "measurement" | "mr_td" | "mr_enclave" => Some(claims.measurement.clone()),
+        "signer" | "mr_signer" => claims.signer.clone(),
+        "rtmr0" | "rtmr1" | "rtmr2" | "rtmr3" => {
+            let i = usize::from(name.as_bytes()[4] - b'0');
+            claims.rtmrs.get(i).cloned()
+        }
+        "host_data" | "mr_config_id" => claims.host_data.clone(),
+        "mr_owner" => tdx.map(|t| t.mr_owner.clone()),
+        "mr_owner_config" => tdx.map(|t| t.mr_owner_config.clone()),
+        "mr_seam" => tdx.map(|t| t.mr_seam.clone()),
+        "td_attributes" => tdx.map(|t| t.td_attributes.clone()),
+        "xfam" => tdx.map(|t| t.xfam.clone()),
+        "id_key_digest" => snp.map(|s| s.id_key_digest.clone()),
+        "author_key_digest" => snp.map(|s| s.author_key_digest.clone()),
+        "family_id" => snp.map(|s| s.family_id.clone()),
+        "image_id" => snp.map(|s| s.image_id.clone()),
+        "config_id" => sgx.map(|s| s.config_id.clone()),
+        other => {
+            return Err(format!(
+                "unknown identity field {other:?} (measurement, mr_td, rtmr0-3, mr_config_id, mr_owner, mr_owner_config, mr_seam, td_attributes, xfam, host_data, id_key_digest, author_key_digest, family_id, image_id, config_id, signer)"
+            ));
+        }
+    })
+}

@@ -39,7 +39,7 @@ pub mod validate;
 pub use digest::{Digest, DigestAlgorithm};
 pub use evaluate::{Decision, Intent, Reason, Request, evaluate, required_tolerances};
 pub use hash::PolicyHash;
-pub use identity::{Hex, MinSnpTcb, SgxIdentity, SnpIdentity, TdxIdentity};
+pub use identity::{Hex, MinSnpTcb, SgxIdentity, SnpIdentity, TdxIdentity, reported};
 pub use import::{ImportError, check_import};
 pub use keys::{KeyError, OwnerSigningKey, PublicKey};
 pub use keyword::{Console, Keyword, KmsRight, Named, Operation, SecretKind, Tolerance};

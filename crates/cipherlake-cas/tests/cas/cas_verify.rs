@@ -41,7 +41,125 @@ fn expectation(measurement_hex: &str) -> Expectation {
         measurement: hex::decode(measurement_hex).unwrap(),
         verifier: Verifier::new()
             .with_sim_platform_key(PlatformPublicKey::from_hex(platform).unwrap()),
+        ..Expectation::default()
     }
+}
+
+/// A CAS whose evidence comes from a LAS emulating `emulated` claims.
+async fn emulating_cas(
+    dir: &Path,
+    emulated: cipherlake_attest::sim::Emulated,
+) -> (ServerHandle, String, Expectation) {
+    std::fs::create_dir_all(dir).unwrap();
+    let socket = dir.join("emulating.sock");
+    let key = cipherlake_attest::sim::PlatformKey::generate().unwrap();
+    let public = key.public_key();
+    tokio::spawn(
+        cipherlake_attest::las::Las::bind(key, &socket)
+            .unwrap()
+            .with_emulated(emulated)
+            .run(),
+    );
+    let mut config = Config::new(dir.join("data"));
+    config.attester = Some(Attester::Sim { socket });
+    let server = server::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}", server.addr.port());
+    let expectation = Expectation {
+        measurement: hex::decode(own_measurement()).unwrap(),
+        verifier: Verifier::new().with_sim_platform_key(public),
+        ..Expectation::default()
+    };
+    (server, url, expectation)
+}
+
+#[tokio::test]
+async fn verify_refuses_a_debug_tee_or_an_outdated_tcb_unless_tolerated() {
+    use cipherlake_attest::TcbStatus;
+    use cipherlake_attest::sim::Emulated;
+    use cipherlake_policy::Tolerance;
+    let dir = tempfile::tempdir().unwrap();
+    let (_debug_cas, url, expectation) = emulating_cas(
+        &dir.path().join("debug"),
+        Emulated {
+            debug: true,
+            ..Emulated::default()
+        },
+    )
+    .await;
+    assert_denied(verify(&url, &expectation).await, "debug:");
+    let tolerant = Expectation {
+        tolerate: vec![Tolerance::Debug],
+        ..expectation.clone()
+    };
+    verify(&url, &tolerant).await.expect("debug tolerated");
+
+    let (_old_cas, url, expectation) = emulating_cas(
+        &dir.path().join("outdated"),
+        Emulated {
+            tcb_status: Some(TcbStatus::OutOfDate),
+            ..Emulated::default()
+        },
+    )
+    .await;
+    let reasons = assert_denied(verify(&url, &expectation).await, "tcb:");
+    assert!(
+        reasons.iter().any(|r| r.contains("outdated-tcb")),
+        "{reasons:?}"
+    );
+    let tolerant = Expectation {
+        tolerate: vec![Tolerance::OutdatedTcb],
+        ..expectation
+    };
+    verify(&url, &tolerant)
+        .await
+        .expect("outdated TCB tolerated");
+}
+
+#[tokio::test]
+async fn verify_checks_the_tee_and_identity_fields_the_custodian_expects() {
+    use cipherlake_attest::Tee;
+    use cipherlake_attest::sim::Emulated;
+    let dir = tempfile::tempdir().unwrap();
+    let (_cas, url, expectation) = emulating_cas(
+        dir.path(),
+        Emulated {
+            host_data: Some(vec![0x48; 32]),
+            rtmrs: (1..=4).map(|i| vec![i; 48]).collect(),
+            ..Emulated::default()
+        },
+    )
+    .await;
+    let expect = |fields: Vec<(&str, Vec<u8>)>, tee: Option<Tee>| Expectation {
+        fields: fields
+            .into_iter()
+            .map(|(f, v)| (f.to_string(), v))
+            .collect(),
+        tee,
+        ..expectation.clone()
+    };
+    verify(
+        &url,
+        &expect(
+            vec![("host_data", vec![0x48; 32]), ("tdx.rtmr2", vec![3; 48])],
+            Some(Tee::Sim),
+        ),
+    )
+    .await
+    .expect("as expected");
+    assert_denied(
+        verify(&url, &expect(vec![("rtmr2", vec![4; 48])], None)).await,
+        "field-mismatch: rtmr2",
+    );
+    assert_denied(
+        verify(&url, &expect(vec![("mr_owner", vec![0; 48])], None)).await,
+        "field-mismatch: mr_owner is not reported",
+    );
+    assert_denied(
+        verify(&url, &expect(Vec::new(), Some(Tee::Tdx))).await,
+        "tee-mismatch",
+    );
 }
 
 #[tokio::test]

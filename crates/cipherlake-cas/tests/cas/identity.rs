@@ -66,6 +66,7 @@ fn emulated() -> Emulated {
         }),
         host_data: Some(vec![0x48; 32]),
         rtmrs: (1..=4).map(|i| vec![i; 48]).collect(),
+        ..Emulated::default()
     }
 }
 

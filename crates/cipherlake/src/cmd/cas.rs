@@ -116,6 +116,10 @@ struct ServeArgs {
     /// custodians can check it with `cipherlake cas verify`. Without it the CAS has no evidence.
     #[arg(long, value_name = "PATH")]
     las_socket: Option<PathBuf>,
+    /// Where the CAS, on an Azure confidential VM, fetches its VCEK or TD quote (e.g.
+    /// http://169.254.169.254); no default.
+    #[arg(long, value_name = "URL")]
+    platform_endpoint: Option<String>,
     /// Lifetime of the workload certificates the CAS issues, in seconds (long-running
     /// workers re-attest when a third of it is left).
     #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(10..))]
@@ -259,9 +263,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--amd-crl {}", path.display()))?;
         config.amd_crls.push(crl);
     }
-    config.attester = args
-        .las_socket
-        .map(|socket| cipherlake_attest::attester::Attester::Sim { socket });
+    // The CAS finds its own attester as workloads do (configfs-tsm, /dev/sev-guest, an Azure
+    // vTPM, Gramine, the LAS); without one it has no evidence for `cas verify`.
+    config.attester =
+        match cipherlake_attest::attester::detect(&cipherlake_attest::attester::DetectConfig {
+            las_socket: args
+                .las_socket
+                .clone()
+                .unwrap_or_else(|| cipherlake_attest::attester::DEFAULT_LAS_SOCKET.into()),
+            platform_endpoint: args.platform_endpoint.clone(),
+            ..Default::default()
+        }) {
+            Ok(attester) => Some(attester),
+            Err(e) => {
+                eprintln!("the CAS has no evidence of its own for `cas verify`: {e}");
+                None
+            }
+        };
     if args.sealing == "tpm" {
         let recovery = args
             .recovery_key

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use cipherlake_attest::Verifier;
 use cipherlake_attest::sim::PlatformPublicKey;
+use cipherlake_attest::{Tee, Verifier};
 use cipherlake_cas::cas_evidence::{Expectation, verify};
+use cipherlake_policy::Tolerance;
 
 /// Check the CAS's evidence and the TLS key it binds.
 #[derive(clap::Args)]
@@ -24,6 +25,20 @@ pub struct Args {
     /// Write the verified CAS certificate (PEM) here, to pin it later with --cas-cert.
     #[arg(long, value_name = "FILE")]
     write_cert: Option<PathBuf>,
+    /// The TEE the CAS must run in (sgx, tdx, sev-snp, azure-snp-vtpm, azure-tdx-vtpm, sim, …).
+    #[arg(long, value_name = "TEE")]
+    expect_tee: Option<Tee>,
+    /// An identity field and the value it must have, hex, named as a policy names it
+    /// (`mr_td`, `rtmr0`…`rtmr3`, `mr_config_id`, `host_data`, `id_key_digest`, …). Repeat.
+    #[arg(long = "expect", value_name = "FIELD=HEX")]
+    expect: Vec<String>,
+    /// What to tolerate: debug, outdated-tcb, sw-hardening-needed, configuration-needed,
+    /// unevaluated-tcb. Without it a debug TEE and a TCB that is not up to date are refused.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    tolerate: Vec<String>,
+    /// DCAP collateral (JSON) for a CAS whose evidence is an SGX or TDX quote.
+    #[arg(long, value_name = "FILE")]
+    collateral: Option<PathBuf>,
 }
 
 /// Runs `cipherlake cas verify`.
@@ -41,11 +56,47 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .context("--las-platform-key")?;
         verifier = verifier.with_sim_platform_key(key);
     }
+    let mut fields = Vec::new();
+    for pair in &args.expect {
+        let (field, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--expect {pair:?}: expected FIELD=HEX"))?;
+        let value =
+            hex::decode(value.trim()).with_context(|| format!("--expect {field}: not hex"))?;
+        fields.push((field.trim().to_string(), value));
+    }
+    let mut tolerate = Vec::new();
+    for word in &args.tolerate {
+        let tolerance = <Tolerance as cipherlake_policy::Keyword>::parse(word.trim())
+            .with_context(|| {
+                format!(
+                    "--tolerate {word:?}: not one of {}",
+                    <Tolerance as cipherlake_policy::Keyword>::EXPECTED
+                )
+            })?;
+        tolerate.push(tolerance);
+    }
+    let collateral = match &args.collateral {
+        Some(path) => {
+            let json =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let dcap = cipherlake_attest::dcap::DcapCollateral::from_json(&json)
+                .with_context(|| path.display().to_string())?;
+            Some(cipherlake_attest::Collateral::Dcap(std::sync::Arc::new(
+                dcap,
+            )))
+        }
+        None => None,
+    };
     let verified = verify(
         &args.url,
         &Expectation {
             measurement,
             verifier,
+            tee: args.expect_tee,
+            fields,
+            tolerate,
+            collateral,
         },
     )
     .await
