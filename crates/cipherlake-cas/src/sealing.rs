@@ -32,6 +32,20 @@ pub enum Sealing {
     File,
     /// Sealed by a TPM.
     Tpm(TpmSealing),
+    /// Wrapped (`DATA_DIR/master.snp`) under a key the SEV-SNP firmware derives for this
+    /// guest's launch measurement and policy (and optionally family id) on this chip.
+    SevSnp {
+        /// The `sev-guest` device.
+        device: PathBuf,
+        /// Also bind the key to the family id.
+        family_id: bool,
+    },
+    /// Wrapped (`DATA_DIR/master.gramine`) under Gramine's MRENCLAVE sealing key: only this
+    /// enclave build on this CPU unwraps it.
+    Gramine {
+        /// Gramine's attestation directory (`/dev/attestation`).
+        root: PathBuf,
+    },
 }
 
 /// The TPM, the PCRs the master key is sealed to, and the NV index of the epoch counter.
@@ -64,8 +78,110 @@ impl Sealing {
         match self {
             Sealing::File => "none",
             Sealing::Tpm(_) => "tpm",
+            Sealing::SevSnp { .. } => "sev-snp",
+            Sealing::Gramine { .. } => "gramine",
         }
     }
+}
+
+/// A master key wrapped under a key the TEE gives this code only (SEV-SNP derived key,
+/// Gramine sealing key), in a file of the data directory.
+pub struct WrappedMasterKey {
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl MasterKeyProvider for WrappedMasterKey {
+    fn master_key(&self) -> Result<Zeroizing<[u8; 32]>, CasError> {
+        Ok(self.key.clone())
+    }
+}
+
+/// The wrapping key as a provider, so the CAS's own sealer wraps the master key.
+struct WrappingKey(Zeroizing<[u8; 32]>);
+
+impl MasterKeyProvider for WrappingKey {
+    fn master_key(&self) -> Result<Zeroizing<[u8; 32]>, CasError> {
+        Ok(self.0.clone())
+    }
+}
+
+const WRAP_AAD: &[u8] = b"cipherlake-master-key-wrap-v1";
+
+impl WrappedMasterKey {
+    /// For `sealing` (sev-snp or gramine): unwraps `DATA_DIR/master.<kind>`, or at first start
+    /// creates a master key and wraps it.
+    pub fn open_or_create(dir: &Path, sealing: &Sealing) -> Result<Self, CasError> {
+        let (wrapping, file, what) = match sealing {
+            Sealing::SevSnp { device, family_id } => {
+                let binding = cipherlake_attest::attester::DerivedKeyBinding {
+                    policy: true,
+                    family_id: *family_id,
+                };
+                let key = cipherlake_attest::attester::derive_key(device, binding)
+                    .map_err(|e| CasError::Unavailable(format!("deriving the sealing key: {e}")))?;
+                (
+                    key,
+                    "master.snp",
+                    "the SEV-SNP firmware derives for this guest",
+                )
+            }
+            Sealing::Gramine { root } => (
+                gramine_key(root)?,
+                "master.gramine",
+                "Gramine gives this enclave (MRENCLAVE)",
+            ),
+            other => {
+                return Err(CasError::Unavailable(format!(
+                    "{} sealing does not wrap a key file",
+                    other.as_str()
+                )));
+            }
+        };
+        let sealer = crate::at_rest::Sealer::new(&WrappingKey(wrapping))?;
+        let path = dir.join(file);
+        if path.exists() {
+            let wrapped = std::fs::read(&path)
+                .map_err(CasError::io(format!("reading {}", path.display())))?;
+            let bytes = sealer.open(WRAP_AAD, &wrapped).map_err(|_| {
+                CasError::Unavailable(format!(
+                    "{} does not open with the key {what}: other code, another chip or CPU, or a \
+                     copied data directory",
+                    path.display()
+                ))
+            })?;
+            let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                CasError::Unavailable(format!("{}: not a 32-byte key", path.display()))
+            })?;
+            return Ok(WrappedMasterKey {
+                key: Zeroizing::new(key),
+            });
+        }
+        let key = Zeroizing::new(random::<32>()?);
+        write_new(&path, &sealer.seal(WRAP_AAD, key.as_ref())?)?;
+        Ok(WrappedMasterKey { key })
+    }
+}
+
+/// Gramine's MRENCLAVE sealing key (`ROOT/keys/_sgx_mrenclave`, 16 bytes), stretched to 32.
+fn gramine_key(root: &Path) -> Result<Zeroizing<[u8; 32]>, CasError> {
+    use hmac::{KeyInit, Mac};
+    let path = root.join("keys/_sgx_mrenclave");
+    let key = Zeroizing::new(
+        std::fs::read(&path).map_err(CasError::io(format!("reading {}", path.display())))?,
+    );
+    if key.len() != 16 {
+        return Err(CasError::Unavailable(format!(
+            "{}: {} bytes, not a 16-byte sealing key",
+            path.display(),
+            key.len()
+        )));
+    }
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key)
+        .map_err(|_| CasError::Crypto("sealing key length".into()))?;
+    mac.update(WRAP_AAD);
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(&mac.finalize().into_bytes());
+    Ok(out)
 }
 
 /// What `master.tpm` holds.

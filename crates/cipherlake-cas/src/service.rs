@@ -34,7 +34,7 @@ use crate::ca::{self, VerifiedCsr};
 use crate::integrity::Integrity;
 use crate::kms;
 use crate::material;
-use crate::sealing::{EpochCounter, Sealing, TpmMasterKey};
+use crate::sealing::{EpochCounter, Sealing, TpmMasterKey, WrappedMasterKey};
 use crate::store::{self, Store, StoredPolicy};
 use crate::workers::WorkerRegistry;
 
@@ -263,6 +263,7 @@ impl Cas {
                 Arc::new(FileMasterKey::open_or_create(&dir.join("master.key"))?)
             }
             (None, Sealing::Tpm(tpm)) => Arc::new(TpmMasterKey::open_or_create(dir, tpm)?),
+            (None, sealing) => Arc::new(WrappedMasterKey::open_or_create(dir, sealing)?),
         };
         let store = Store::open(
             &dir.join("cas.db"),
@@ -301,7 +302,7 @@ impl Cas {
                 counter.check(stored, value)?;
                 Some(counter)
             }
-            Sealing::File => None,
+            _ => None,
         };
         let seed: [u8; 32] = seed
             .as_slice()

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 pub use gramine::GramineAttester;
 pub use sev_guest::{
-    DEFAULT_SEV_GUEST_DEVICE, SevGuestAttester, SevGuestEvidence, parse_report_response,
-    vek_from_cert_table,
+    DEFAULT_SEV_GUEST_DEVICE, DerivedKeyBinding, SevGuestAttester, SevGuestEvidence, derive_key,
+    parse_report_response, vek_from_cert_table,
 };
 pub use tdx_guest::{DEFAULT_TDX_GUEST_DEVICE, TDREPORT_LEN, TdxGuestAttester};
 pub use tsm::TsmAttester;

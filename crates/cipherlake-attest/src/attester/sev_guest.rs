@@ -82,6 +82,103 @@ const SNP_GET_EXT_REPORT: u32 = iowr(
     size_of::<SnpGuestRequestIoctl>(),
 );
 const _: () = assert!(SNP_GET_EXT_REPORT == 0xC020_5302);
+/// `struct snp_derived_key_req`.
+#[repr(C)]
+struct SnpDerivedKeyReq {
+    root_key_select: u32,
+    rsvd: u32,
+    guest_field_select: u64,
+    vmpl: u32,
+    guest_svn: u32,
+    tcb_version: u64,
+}
+const _: () = assert!(size_of::<SnpDerivedKeyReq>() == 32);
+
+/// `struct snp_derived_key_resp`: MSG_KEY_RSP (status u32, 28 reserved bytes, the key).
+#[repr(C)]
+struct SnpDerivedKeyResp {
+    data: [u8; 64],
+}
+const _: () = assert!(size_of::<SnpDerivedKeyResp>() == 64);
+
+/// `SNP_GET_DERIVED_KEY = _IOWR('S', 0x1, struct snp_guest_request_ioctl)`.
+const SNP_GET_DERIVED_KEY: u32 = iowr(
+    SNP_GUEST_REQ_IOC_TYPE,
+    0x1,
+    size_of::<SnpGuestRequestIoctl>(),
+);
+const _: () = assert!(SNP_GET_DERIVED_KEY == 0xC020_5301);
+
+/// What a derived key is bound to, beside the chip's VCEK-derived root (`GUEST_FIELD_SELECT`
+/// of MSG_KEY_REQ: the guest policy, image id, family id, launch measurement, guest SVN, TCB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DerivedKeyBinding {
+    /// Bind to the guest policy (bit 0).
+    pub policy: bool,
+    /// Bind to the family id (bit 2).
+    pub family_id: bool,
+}
+
+impl DerivedKeyBinding {
+    /// The field select: always the launch measurement (bit 3), plus the chosen fields.
+    fn select(self) -> u64 {
+        (1 << 3) | u64::from(self.policy) | (u64::from(self.family_id) << 2)
+    }
+}
+
+/// A 32-byte key derived by the SEV-SNP firmware (SNP_GET_DERIVED_KEY, root key VCEK,
+/// VMPL 0) and bound to the guest's launch measurement and `binding`: the same guest on the
+/// same chip gets the same key; other code, or another chip, does not.
+pub fn derive_key(
+    device: &Path,
+    binding: DerivedKeyBinding,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, AttestError> {
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .open(device)
+        .map_err(io_error(device))?;
+    let mut req = SnpDerivedKeyReq {
+        root_key_select: 0,
+        rsvd: 0,
+        guest_field_select: binding.select(),
+        vmpl: 0,
+        guest_svn: 0,
+        tcb_version: 0,
+    };
+    let mut resp = Box::new(SnpDerivedKeyResp { data: [0; 64] });
+    let mut io = SnpGuestRequestIoctl {
+        msg_version: MSG_VERSION,
+        req_data: std::ptr::from_mut(&mut req).expose_provenance() as u64,
+        resp_data: std::ptr::from_mut(resp.as_mut()).expose_provenance() as u64,
+        exitinfo2: 0,
+    };
+    // SAFETY: `req_data` points to `req`, a `struct snp_derived_key_req`, and `resp_data` to
+    // `resp`, a `struct snp_derived_key_resp`; both live until the call returns.
+    unsafe { guest_request(&file, SNP_GET_DERIVED_KEY, &mut io) }.map_err(|e| {
+        AttestError::Interface(format!(
+            "{}: {}",
+            device.display(),
+            describe("SNP_GET_DERIVED_KEY", &e, io.exitinfo2)
+        ))
+    })?;
+    parse_key_response(&resp.data)
+        .map_err(|e| AttestError::Interface(format!("{}: {e}", device.display())))
+}
+
+/// The key of a MSG_KEY_RSP.
+fn parse_key_response(data: &[u8; 64]) -> Result<zeroize::Zeroizing<[u8; 32]>, String> {
+    let status = u32_at(data, 0).unwrap_or(u32::MAX);
+    if status != 0 {
+        return Err(format!(
+            "the SEV-SNP firmware refused to derive a key: status {status:#x}"
+        ));
+    }
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&data[32..64]);
+    Ok(key)
+}
+
 /// `SNP_GUEST_VMM_ERR_INVALID_LEN`: the certificate buffer is too small; `certs_len` now
 /// holds the size needed.
 const SNP_GUEST_VMM_ERR_INVALID_LEN: u32 = 1;
@@ -709,6 +806,31 @@ mod tests {
             ("SNP_GUEST_REQ_IOC_TYPE", u64::from(SNP_GUEST_REQ_IOC_TYPE)),
             ("SNP_GET_REPORT", u64::from(SNP_GET_REPORT)),
             ("SNP_GET_EXT_REPORT", u64::from(SNP_GET_EXT_REPORT)),
+            ("SNP_GET_DERIVED_KEY", u64::from(SNP_GET_DERIVED_KEY)),
+            (
+                "sizeof(struct snp_derived_key_req)",
+                size_of::<SnpDerivedKeyReq>() as u64,
+            ),
+            (
+                "offsetof(struct snp_derived_key_req, guest_field_select)",
+                offset_of!(SnpDerivedKeyReq, guest_field_select) as u64,
+            ),
+            (
+                "offsetof(struct snp_derived_key_req, vmpl)",
+                offset_of!(SnpDerivedKeyReq, vmpl) as u64,
+            ),
+            (
+                "offsetof(struct snp_derived_key_req, guest_svn)",
+                offset_of!(SnpDerivedKeyReq, guest_svn) as u64,
+            ),
+            (
+                "offsetof(struct snp_derived_key_req, tcb_version)",
+                offset_of!(SnpDerivedKeyReq, tcb_version) as u64,
+            ),
+            (
+                "sizeof(struct snp_derived_key_resp)",
+                size_of::<SnpDerivedKeyResp>() as u64,
+            ),
             (
                 "SNP_GUEST_VMM_ERR_INVALID_LEN",
                 u64::from(SNP_GUEST_VMM_ERR_INVALID_LEN),
@@ -939,6 +1061,25 @@ mod tests {
         assert!(err.contains("too short"), "{err}");
         let err = parse_report_response(&[0; 6]).unwrap_err();
         assert!(err.contains("no header"), "{err}");
+    }
+
+    #[test]
+    fn derived_keys_are_bound_to_the_measurement_and_refusals_are_named() {
+        let binding = DerivedKeyBinding {
+            policy: true,
+            family_id: false,
+        };
+        assert_eq!(binding.select(), 0b1001);
+        let mut ok = [0u8; 64];
+        ok[32..].copy_from_slice(&[7; 32]);
+        assert_eq!(*parse_key_response(&ok).unwrap(), [7; 32]);
+        let mut refused = ok;
+        refused[0] = 0x16;
+        assert!(parse_key_response(&refused).unwrap_err().contains("0x16"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sev-guest");
+        let err = derive_key(&path, binding).unwrap_err();
+        super::super::assert_not_found(&err, &path);
     }
 
     #[test]

@@ -269,3 +269,38 @@ async fn the_owners_recovery_key_reseals_after_a_platform_change() {
     assert_eq!(again.audit_public_key, audit_key);
     again.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_gramine_sealed_master_key_opens_only_with_its_enclave_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("attestation");
+    std::fs::create_dir_all(root.join("keys")).unwrap();
+    std::fs::write(root.join("keys/_sgx_mrenclave"), [0x5a; 16]).unwrap();
+    let data = dir.path().join("data");
+    let sealing = Sealing::Gramine { root: root.clone() };
+    let first = start(&data, &sealing).await.expect("wraps");
+    let audit_key = first.audit_public_key;
+    first.shutdown().await;
+    assert!(data.join("master.gramine").exists() && !data.join("master.key").exists());
+    let again = start(&data, &sealing).await.expect("unwraps");
+    assert_eq!(again.audit_public_key, audit_key);
+    again.shutdown().await;
+    // Another enclave build (another MRENCLAVE sealing key) cannot open it.
+    std::fs::write(root.join("keys/_sgx_mrenclave"), [0x5b; 16]).unwrap();
+    let err = refused(&data, &sealing).await;
+    assert!(err.contains("master.gramine does not open"), "{err}");
+}
+
+#[tokio::test]
+async fn sev_snp_sealing_without_the_guest_device_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sealing = Sealing::SevSnp {
+        device: dir.path().join("sev-guest"),
+        family_id: false,
+    };
+    let err = refused(&dir.path().join("data"), &sealing).await;
+    assert!(
+        err.contains("deriving the sealing key") && err.contains("sev-guest"),
+        "{err}"
+    );
+}

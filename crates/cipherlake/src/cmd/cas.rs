@@ -131,8 +131,20 @@ struct ServeArgs {
     /// Where the master key lives: `file` (DATA_DIR/master.key; simulation and development
     /// only) or `tpm` (sealed by the TPM to --seal-pcrs; a restored older data directory is
     /// caught by a TPM counter).
-    #[arg(long, value_name = "KIND", default_value = "file", value_parser = ["file", "tpm"])]
+    #[arg(long, value_name = "KIND", default_value = "file",
+          value_parser = ["file", "tpm", "sev-snp", "gramine"])]
     sealing: String,
+    /// The SEV-SNP guest device for `--sealing sev-snp` (a key the firmware derives for this
+    /// guest's launch measurement and policy wraps the master key).
+    #[arg(long, value_name = "PATH", default_value = "/dev/sev-guest")]
+    sev_guest: PathBuf,
+    /// With `--sealing sev-snp`: also bind the derived key to the family id.
+    #[arg(long)]
+    snp_bind_family_id: bool,
+    /// Gramine's attestation directory for `--sealing gramine` (its MRENCLAVE sealing key
+    /// wraps the master key).
+    #[arg(long, value_name = "PATH", default_value = "/dev/attestation")]
+    gramine_root: PathBuf,
     #[command(flatten)]
     tpm: TpmSealArgs,
     /// The policy owners' recovery public key (64 hex digits, or a file holding them, from
@@ -280,7 +292,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 None
             }
         };
-    if args.sealing == "tpm" {
+    if args.sealing == "sev-snp" {
+        config.sealing = Sealing::SevSnp {
+            device: args.sev_guest.clone(),
+            family_id: args.snp_bind_family_id,
+        };
+        eprintln!("CAS master key wrapped under an SEV-SNP derived key (sealing: sev-snp)");
+    } else if args.sealing == "gramine" {
+        config.sealing = Sealing::Gramine {
+            root: args.gramine_root.clone(),
+        };
+        eprintln!(
+            "CAS master key wrapped under Gramine's MRENCLAVE sealing key (sealing: gramine)"
+        );
+    } else if args.sealing == "tpm" {
         let recovery = args
             .recovery_key
             .as_deref()
