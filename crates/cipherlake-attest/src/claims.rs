@@ -154,6 +154,10 @@ pub struct Claims {
     /// When the evidence was produced (unix seconds), where the evidence says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<u64>,
+    /// The collateral the evidence was judged with (DCAP: the TCB info's evaluation data
+    /// number and issue date), for policies that set a minimum or a maximum age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collateral: Option<CollateralClaims>,
     /// SGX-specific claims.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sgx: Option<SgxClaims>,
@@ -186,6 +190,15 @@ pub struct VtpmClaims {
     /// The hardware report's own report data (SHA-256 of the runtime claims, then padding).
     #[serde(with = "hex_bytes")]
     pub hardware_report_data: Vec<u8>,
+}
+
+/// What the collateral an evidence was judged with says of itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollateralClaims {
+    /// Intel's TCB evaluation data number of the TCB info (higher: newer TCB recovery).
+    pub tcb_evaluation_data_number: u32,
+    /// When the TCB info was issued (unix seconds).
+    pub issued: u64,
 }
 
 /// Claims only an SGX quote carries (beyond MRENCLAVE, MRSIGNER, ISV product id and SVN).

@@ -54,6 +54,8 @@ struct DatedId {
     next_update: String,
     #[serde(default)]
     fmspc: Option<String>,
+    #[serde(default)]
+    tcb_evaluation_data_number: Option<u32>,
 }
 
 impl DcapCollateral {
@@ -92,6 +94,21 @@ impl DcapCollateral {
     }
 }
 
+impl DcapCollateral {
+    /// The FMSPC the TCB info is for (hex, upper case as Intel writes it).
+    pub fn fmspc(&self) -> Option<&str> {
+        self.tcb_info.fmspc.as_deref()
+    }
+
+    /// The TCB info's evaluation data number and issue date.
+    pub fn claims(&self) -> Option<crate::CollateralClaims> {
+        Some(crate::CollateralClaims {
+            tcb_evaluation_data_number: self.tcb_info.tcb_evaluation_data_number?,
+            issued: crate::time::parse_rfc3339(&self.tcb_info.issue_date).ok()?,
+        })
+    }
+}
+
 /// Verifies a DCAP quote (SGX v3/v4, TDX v4/v5) with its collateral as of `at` (unix secs).
 pub fn verify_quote(
     raw_quote: &[u8],
@@ -111,7 +128,9 @@ pub fn verify_quote(
         .allow_debug(true)
         .dangerous_verify_claims_with_tcb_override(raw_quote, &collateral.raw, at, with_floor_level)
         .map_err(|e| classify(&e, at))?;
-    claims_from(tee, &verified)
+    let mut claims = claims_from(tee, &verified)?;
+    claims.collateral = collateral.claims();
+    Ok(claims)
 }
 
 /// Parses a quote's structure (no signature checks) and says which TEE it comes from.
@@ -385,6 +404,7 @@ fn claims_from(tee: Tee, verified: &dcap_qvl::QuoteClaims) -> Result<Claims, Ver
         host_data: None,
         platform_id: None,
         timestamp: None,
+        collateral: None,
         sgx: None,
         tdx: None,
         snp: None,

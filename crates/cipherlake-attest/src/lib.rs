@@ -28,7 +28,8 @@ pub mod tpm;
 pub mod vtpm;
 
 pub use claims::{
-    Claims, SgxClaims, SnpClaims, SnpPolicy, SnpTcb, TcbStatus, TdxClaims, Tee, VtpmClaims,
+    Claims, CollateralClaims, SgxClaims, SnpClaims, SnpPolicy, SnpTcb, TcbStatus, TdxClaims, Tee,
+    VtpmClaims,
 };
 pub use error::VerifyError;
 pub use evidence::{Collateral, Evidence, Verifier, VerifyOptions, verify_binding};

@@ -211,6 +211,7 @@ fn map_claims(payload: &Map<String, Value>) -> Result<Claims, VerifyError> {
         host_data: None,
         platform_id: None,
         timestamp: numeric(payload, "iat")?,
+        collateral: None,
         sgx: None,
         tdx: None,
         snp: None,

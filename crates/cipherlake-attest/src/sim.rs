@@ -361,6 +361,7 @@ pub fn verify_report(raw: &[u8], keys: &PlatformKeys) -> Result<Claims, VerifyEr
         host_data: emulated.host_data,
         platform_id: Some(report.platform_id.to_vec()),
         timestamp: Some(report.timestamp),
+        collateral: None,
         sgx: emulated.sgx,
         tdx: emulated.tdx,
         snp: emulated.snp,

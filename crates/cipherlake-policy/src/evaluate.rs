@@ -138,6 +138,12 @@ pub enum Reason {
         /// The evidence's value, if it reports one.
         found: Option<String>,
     },
+    /// The evidence was judged with collateral the policy considers too old: a lower TCB
+    /// evaluation data number than its minimum, or issued longer ago than its maximum age.
+    CollateralTooOld {
+        /// What is too old, with both values.
+        reason: String,
+    },
     /// An SEV-SNP guest policy that allows a migration agent, not tolerated.
     MigrationAgentNotTolerated,
     /// A PCR the service pins has another value in the evidence (or the evidence has no PCRs).
@@ -202,6 +208,7 @@ impl Reason {
         "field-mismatch",
         "below-minimum",
         "migration-agent-not-tolerated",
+        "collateral-too-old",
     ];
 
     /// A stable machine code (metrics label, API field).
@@ -233,6 +240,7 @@ impl Reason {
             Reason::FieldMismatch { .. } => "field-mismatch",
             Reason::BelowMinimum { .. } => "below-minimum",
             Reason::MigrationAgentNotTolerated => "migration-agent-not-tolerated",
+            Reason::CollateralTooOld { .. } => "collateral-too-old",
         }
     }
 }
@@ -268,6 +276,7 @@ impl fmt::Display for Reason {
                 "{field}: {} is below the minimum {minimum}",
                 optional(found)
             ),
+            Reason::CollateralTooOld { reason } => write!(f, "collateral too old: {reason}"),
             Reason::MigrationAgentNotTolerated => f.write_str(
                 "the SEV-SNP guest policy allows a migration agent, and migration-agent is not tolerated",
             ),
@@ -498,6 +507,33 @@ fn platform_checks(policy: &Policy, claims: &Claims, now: u64, reasons: &mut Vec
         && matches!(claims.tee, Tee::Sgx | Tee::Tdx | Tee::AzureTdxVtpm)
     {
         reasons.push(Reason::TcbNotEvaluated { tee: claims.tee });
+    }
+    let dcap = matches!(claims.tee, Tee::Sgx | Tee::Tdx | Tee::AzureTdxVtpm);
+    if let Some(minimum) = attestation.min_tcb_evaluation_data_number
+        && dcap
+    {
+        let number = claims.collateral.map(|c| c.tcb_evaluation_data_number);
+        if number.is_none_or(|n| n < minimum) {
+            reasons.push(Reason::CollateralTooOld {
+                reason: format!(
+                    "TCB evaluation data number {}, the policy requires at least {minimum}",
+                    number.map_or_else(|| "unknown".into(), |n| n.to_string())
+                ),
+            });
+        }
+    }
+    if let Some(max) = attestation.max_collateral_age
+        && dcap
+    {
+        let age = claims.collateral.map(|c| now.saturating_sub(c.issued));
+        if age.is_none_or(|a| a > max) {
+            reasons.push(Reason::CollateralTooOld {
+                reason: format!(
+                    "issued {} s ago, the policy accepts at most {max} s",
+                    age.map_or_else(|| "an unknown time".into(), |a| a.to_string())
+                ),
+            });
+        }
     }
     if let (Some(max), Some(timestamp)) = (attestation.max_evidence_age, claims.timestamp) {
         let age = now.saturating_sub(timestamp);

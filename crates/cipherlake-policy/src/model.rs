@@ -72,6 +72,13 @@ pub struct Attestation {
     /// limit beyond the CAS's nonce lifetime).
     #[serde(default)]
     pub max_evidence_age: Option<u64>,
+    /// DCAP evidence must have been judged with a TCB info of at least this TCB evaluation
+    /// data number (Intel raises it with each TCB recovery): older collateral is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tcb_evaluation_data_number: Option<u32>,
+    /// Collateral issued longer ago than this many seconds is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_collateral_age: Option<u64>,
 }
 
 /// A workload the policy admits (a driver, a worker, ...).

@@ -567,6 +567,9 @@ impl Checker<'_> {
         if attestation.max_evidence_age == Some(0) {
             self.report(path.key("max_evidence_age"), IssueKind::Zero);
         }
+        if attestation.max_collateral_age == Some(0) {
+            self.report(path.key("max_collateral_age"), IssueKind::Zero);
+        }
     }
 
     fn digests(&mut self, path: &FieldPath, what: &'static str, digests: &[Digest]) {

@@ -67,6 +67,7 @@ pub fn verify_report(
         host_data: Some(report.host_data.to_vec()),
         platform_id: None,
         timestamp: None,
+        collateral: None,
         sgx: None,
         tdx: None,
         snp: Some(SnpClaims {

@@ -102,6 +102,7 @@ pub fn sim_claims(measurement: &str) -> Claims {
         host_data: None,
         platform_id: Some(PLATFORM.to_vec()),
         timestamp: Some(NOW - 5),
+        collateral: None,
         sgx: None,
         tdx: None,
         snp: None,
@@ -161,6 +162,7 @@ pub fn sgx_claims() -> Claims {
         tcb_status: TcbStatus::UpToDate,
         platform_id: None,
         timestamp: None,
+        collateral: None,
         ..sim_claims(DRIVER)
     }
 }

@@ -422,3 +422,41 @@ fn the_real_sgx_quote_is_admitted_by_signer_alone() {
         "{reasons:?}"
     );
 }
+
+#[test]
+fn dcap_collateral_below_the_minimum_number_or_too_old_is_refused() {
+    // The TDX sample was judged with TCB info number 17, issued 2025-06-19T10:16:03Z.
+    let claims = tdx();
+    assert_eq!(
+        claims.collateral.map(|c| c.tcb_evaluation_data_number),
+        Some(17)
+    );
+    let with = |line: &str| {
+        let text = replace(&example_text(), "tees: [sim]", "tees: [tdx]");
+        let text = replace(&text, "tolerate: []", &format!("tolerate: []\n  {line}"));
+        Policy::parse(&text).expect("valid")
+    };
+    let request = cipherlake_policy::Request {
+        intent: cipherlake_policy::Intent::Perform(cipherlake_policy::Operation::Run),
+        job_hash: Some(job()),
+    };
+    let too_old = |policy: &Policy, now: u64| {
+        evaluate(policy, "driver", &claims, &request, now)
+            .reasons
+            .into_iter()
+            .filter(|r| r.code() == "collateral-too-old")
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(too_old(&with("min_tcb_evaluation_data_number: 17"), JULY_2025).is_empty());
+    let refused = too_old(&with("min_tcb_evaluation_data_number: 18"), JULY_2025);
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0].contains("17") && refused[0].contains("18"),
+        "{refused:?}"
+    );
+    // Twelve days after issue: accepted with a 30-day limit, refused with a 7-day one.
+    assert!(too_old(&with("max_collateral_age: 2592000"), JULY_2025).is_empty());
+    let refused = too_old(&with("max_collateral_age: 604800"), JULY_2025);
+    assert!(refused[0].contains("604800"), "{refused:?}");
+}
