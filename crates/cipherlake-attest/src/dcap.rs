@@ -100,6 +100,11 @@ impl DcapCollateral {
         self.tcb_info.fmspc.as_deref()
     }
 
+    /// When the TCB info must be replaced (unix seconds).
+    pub fn next_update(&self) -> Option<u64> {
+        crate::time::parse_rfc3339(&self.tcb_info.next_update).ok()
+    }
+
     /// The TCB info's evaluation data number and issue date.
     pub fn claims(&self) -> Option<crate::CollateralClaims> {
         Some(crate::CollateralClaims {

@@ -408,3 +408,10 @@ pub struct WorkerList {
     /// The live workers' URLs, sorted.
     pub workers: Vec<String>,
 }
+
+/// `PUT /v1/collateral` request (operator token): collateral the CAS is to trust.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CollateralImport {
+    /// base64 of DCAP collateral JSON (as PCCS serves it) or of an AMD CRL (DER or PEM).
+    pub body: String,
+}

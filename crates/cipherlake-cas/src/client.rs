@@ -548,6 +548,33 @@ impl CasClient {
         .await
     }
 
+    /// Imports collateral for the CAS to trust (`PUT /v1/collateral`, operator token).
+    pub async fn import_collateral(
+        &self,
+        operator_token: &str,
+        collateral: &[u8],
+    ) -> Result<crate::store::StoredCollateral, CasError> {
+        let body = crate::api::CollateralImport {
+            body: BASE64.encode(collateral),
+        };
+        self.call(
+            Method::PUT,
+            "/v1/collateral",
+            Some(&body),
+            Some(operator_token),
+        )
+        .await
+    }
+
+    /// The collateral the CAS holds (`GET /v1/collateral`, operator token).
+    pub async fn collateral(
+        &self,
+        operator_token: &str,
+    ) -> Result<Vec<crate::store::StoredCollateral>, CasError> {
+        self.call::<(), _>(Method::GET, "/v1/collateral", None, Some(operator_token))
+            .await
+    }
+
     /// A fresh nonce.
     pub async fn nonce(&self) -> Result<NonceResponse, CasError> {
         self.call::<(), _>(Method::POST, "/v1/attest/nonce", None, None)

@@ -5,7 +5,8 @@
 //! read, and named.
 //!
 //! Protected: `policies` (versions and which one is current), `secrets` (what each policy's
-//! services receive), `platforms` (registered LAS keys), `policy_cas` and `cas_keys`. The
+//! services receive), `platforms` (registered LAS keys), `policy_cas`, `cas_keys` and
+//! `collateral` (what the operator imported). The
 //! `audit` table is a signed hash chain; its head (count and last hash) is MAC'd here. Nonces
 //! and the certificate log decide nothing and are not protected.
 //!
@@ -72,8 +73,16 @@ pub const CAS_KEYS: Table = Table {
     key: &["name"],
     columns: &["name", "value_sealed"],
 };
+/// Collateral the operator imported.
+pub const COLLATERAL: Table = Table {
+    name: "collateral",
+    key: &["id"],
+    columns: &["id", "kind", "body", "number", "issued", "expires"],
+};
 /// Every protected table.
-pub const TABLES: [Table; 5] = [POLICIES, SECRETS, PLATFORMS, POLICY_CAS, CAS_KEYS];
+pub const TABLES: [Table; 6] = [
+    POLICIES, SECRETS, PLATFORMS, POLICY_CAS, CAS_KEYS, COLLATERAL,
+];
 
 /// The MAC key, derived from the master key.
 pub struct Integrity {

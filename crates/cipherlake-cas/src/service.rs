@@ -233,6 +233,65 @@ const TLS_KEY: &str = "tls-key-pkcs8";
 const TLS_CERT: &str = "tls-cert-der";
 const EPOCH: &str = "epoch";
 
+/// Parses collateral an operator imports: DCAP JSON (`{`…) or an AMD CRL.
+fn parse_collateral(body: &[u8]) -> Result<store::StoredCollateral, CasError> {
+    if body.trim_ascii_start().starts_with(b"{") {
+        let dcap = cipherlake_attest::dcap::DcapCollateral::from_json(body)
+            .map_err(|e| CasError::BadRequest(format!("DCAP collateral: {e}")))?;
+        let fmspc = dcap
+            .fmspc()
+            .ok_or_else(|| {
+                CasError::BadRequest("DCAP collateral: the TCB info names no FMSPC".into())
+            })?
+            .to_ascii_uppercase();
+        let claims = dcap.claims();
+        return Ok(store::StoredCollateral {
+            id: format!("dcap:{fmspc}"),
+            kind: "dcap".into(),
+            body: body.to_vec(),
+            number: claims.map(|c| c.tcb_evaluation_data_number),
+            issued: claims.map(|c| c.issued),
+            expires: dcap.next_update(),
+        });
+    }
+    let crl = cipherlake_attest::snp::AmdCrl::parse(body).map_err(|e| {
+        CasError::BadRequest(format!("not DCAP collateral JSON nor an AMD CRL: {e}"))
+    })?;
+    let (issued, expires) = crl.dates();
+    Ok(store::StoredCollateral {
+        id: format!("amd-crl:{}", crl.issuer()),
+        kind: "amd-crl".into(),
+        body: body.to_vec(),
+        number: None,
+        issued: Some(issued),
+        expires,
+    })
+}
+
+/// The attestee's DCAP collateral is used only if its TCB evaluation data number is at least
+/// that of the collateral the CAS holds for the same FMSPC; otherwise the CAS's is used.
+fn trusted_collateral(
+    evidence: cipherlake_attest::Evidence,
+    held: &[store::StoredCollateral],
+) -> cipherlake_attest::Evidence {
+    use cipherlake_attest::Collateral;
+    let Some(Collateral::Dcap(supplied)) = &evidence.collateral else {
+        return evidence;
+    };
+    let Some(fmspc) = supplied.fmspc().map(str::to_ascii_uppercase) else {
+        return evidence;
+    };
+    let supplied_number = supplied.claims().map(|c| c.tcb_evaluation_data_number);
+    let ours = held
+        .iter()
+        .find(|c| c.id == format!("dcap:{fmspc}") && c.number > supplied_number)
+        .and_then(|c| cipherlake_attest::dcap::DcapCollateral::from_json(&c.body).ok());
+    match ours {
+        Some(ours) => evidence.with_collateral(Collateral::Dcap(Arc::new(ours))),
+        None => evidence,
+    }
+}
+
 /// The epoch the database is at, if it has one (TPM sealing).
 fn stored_epoch(tx: &rusqlite::Transaction<'_>, store: &Store) -> Result<Option<u64>, CasError> {
     store::cas_key(tx, store, EPOCH)?
@@ -363,6 +422,65 @@ impl Cas {
             (Some(_), _) => "external",
             (None, sealing) => sealing.as_str(),
         }
+    }
+
+    /// Refuses a caller without the operator token, auditing `event`.
+    fn require_operator(
+        &self,
+        token: Option<&str>,
+        event: &str,
+        what: &str,
+    ) -> Result<(), CasError> {
+        let presented = token.unwrap_or_default().trim().as_bytes();
+        if bool::from(presented.ct_eq(self.operator_token.as_bytes())) {
+            return Ok(());
+        }
+        self.audit_refusal(event, json!({"reason": "bad operator token"}));
+        Err(CasError::Unauthorized(format!(
+            "{what} needs the operator token (Authorization: Bearer)"
+        )))
+    }
+
+    /// Imports collateral the CAS trusts (operator only): DCAP collateral JSON as PCCS serves
+    /// it (by FMSPC), or an AMD CRL (by issuer). A DCAP TCB info older (lower TCB evaluation
+    /// data number) than the one held for its FMSPC is refused.
+    pub fn import_collateral(
+        &self,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> Result<store::StoredCollateral, CasError> {
+        self.require_operator(token, "collateral-refused", "importing collateral")?;
+        let imported = parse_collateral(body)?;
+        self.store.transaction(|tx| {
+            let held = store::collateral(tx, &self.store)?;
+            if let Some(old) = held.iter().find(|c| c.id == imported.id)
+                && old.number > imported.number
+            {
+                return Err(CasError::Conflict(format!(
+                    "{}: the CAS holds TCB evaluation data number {}, this is {}: superseded",
+                    imported.id,
+                    old.number.unwrap_or_default(),
+                    imported.number.unwrap_or_default()
+                )));
+            }
+            store::put_collateral(tx, &self.store, &imported)?;
+            self.append(
+                tx,
+                "collateral-imported",
+                json!({"id": imported.id, "number": imported.number, "expires": imported.expires}),
+            )
+        })?;
+        Ok(imported)
+    }
+
+    /// The collateral the CAS holds (operator only).
+    pub fn list_collateral(
+        &self,
+        token: Option<&str>,
+    ) -> Result<Vec<store::StoredCollateral>, CasError> {
+        self.require_operator(token, "collateral-refused", "listing collateral")?;
+        self.store
+            .transaction(|tx| store::collateral(tx, &self.store))
     }
 
     /// The CAS TLS certificate, DER.
@@ -568,13 +686,7 @@ impl Cas {
         token: Option<&str>,
         public_key: &str,
     ) -> Result<PlatformResponse, CasError> {
-        let presented = token.unwrap_or_default().trim().as_bytes();
-        if !bool::from(presented.ct_eq(self.operator_token.as_bytes())) {
-            self.audit_refusal("platform-refused", json!({"reason": "bad operator token"}));
-            return Err(CasError::Unauthorized(
-                "registering a platform needs the operator token (Authorization: Bearer)".into(),
-            ));
-        }
+        self.require_operator(token, "platform-refused", "registering a platform")?;
         let key = sim::PlatformPublicKey::from_hex(
             public_key
                 .trim()
@@ -705,7 +817,7 @@ impl Cas {
         }
         let now = now();
         let mut reasons = Vec::new();
-        let (platforms, current) = self.store.transaction(|tx| {
+        let (platforms, current, held) = self.store.transaction(|tx| {
             match store::take_nonce(tx, &req.nonce.to_ascii_lowercase())? {
                 None => reasons.push(
                     "nonce-unknown: the nonce was never issued or is already used".to_string(),
@@ -718,6 +830,7 @@ impl Cas {
             Ok((
                 store::platforms(tx, &self.store)?,
                 self.current(tx, &req.policy),
+                store::collateral(tx, &self.store)?,
             ))
         })?;
         let (stored, policy) = match current {
@@ -739,6 +852,12 @@ impl Cas {
         for crl in &self.config.amd_crls {
             verifier = verifier.with_amd_crl(crl.clone());
         }
+        for c in held.iter().filter(|c| c.kind == "amd-crl") {
+            if let Ok(crl) = cipherlake_attest::snp::AmdCrl::parse(&c.body) {
+                verifier = verifier.with_amd_crl(crl);
+            }
+        }
+        let evidence = trusted_collateral(decoded.evidence.clone(), &held);
         let expected = report_data(
             decoded.intent,
             &decoded.nonce,
@@ -749,7 +868,7 @@ impl Cas {
         let mut measurement = None;
         // vTPM evidence carries the binding as its quote's nonce: the verifier checks it there.
         let options = VerifyOptions::at(now).with_nonce(&expected);
-        match verifier.verify(&decoded.evidence, &options) {
+        match verifier.verify(&evidence, &options) {
             Err(e) => reasons.push(format!("evidence-invalid: {e}")),
             Ok(claims) => {
                 measurement = Some(hex::encode(&claims.measurement));
@@ -1181,4 +1300,60 @@ fn operator_token(path: &Path) -> Result<Zeroizing<String>, CasError> {
     let text = std::fs::read_to_string(path)
         .map_err(CasError::io(format!("reading {}", path.display())))?;
     Ok(Zeroizing::new(text.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(rel: &str) -> Vec<u8> {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/evidence")
+            .join(rel);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn numbered(number: u32) -> Vec<u8> {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&fixture("tdx/tdx_quote_collateral.json")).unwrap();
+        let tcb = json["tcb_info"].as_str().unwrap().replace(
+            "\"tcbEvaluationDataNumber\":17",
+            &format!("\"tcbEvaluationDataNumber\":{number}"),
+        );
+        json["tcb_info"] = tcb.into();
+        serde_json::to_vec(&json).unwrap()
+    }
+
+    #[test]
+    fn an_attestees_superseded_tcb_info_gives_way_to_the_cas_s_newer_one() {
+        use cipherlake_attest::dcap::DcapCollateral;
+        use cipherlake_attest::{Collateral, Evidence, Tee};
+        let supplied =
+            DcapCollateral::from_json(&fixture("tdx/tdx_quote_collateral.json")).unwrap();
+        let evidence = Evidence::new(Tee::Tdx, fixture("tdx/tdx_quote"))
+            .with_collateral(Collateral::Dcap(Arc::new(supplied)));
+        let number = |e: &Evidence| match &e.collateral {
+            Some(Collateral::Dcap(c)) => c.claims().map(|c| c.tcb_evaluation_data_number),
+            _ => None,
+        };
+        let held = |n: u32| vec![parse_collateral(&numbered(n)).unwrap()];
+        // The CAS holds number 18 for this FMSPC: the attestee's 17 is replaced.
+        assert_eq!(
+            number(&trusted_collateral(evidence.clone(), &held(18))),
+            Some(18)
+        );
+        // The CAS's is older or the same: the attestee's stays.
+        assert_eq!(
+            number(&trusted_collateral(evidence.clone(), &held(16))),
+            Some(17)
+        );
+        assert_eq!(
+            number(&trusted_collateral(evidence.clone(), &held(17))),
+            Some(17)
+        );
+        // Collateral of another FMSPC does not apply.
+        let other =
+            vec![parse_collateral(&fixture("tdx/tdx_quote_outdated_collateral.json")).unwrap()];
+        assert_eq!(number(&trusted_collateral(evidence, &other)), Some(17));
+    }
 }

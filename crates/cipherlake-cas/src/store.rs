@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS audit (
     hash BLOB NOT NULL, signature BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS cas_keys (
     name TEXT PRIMARY KEY, value_sealed BLOB NOT NULL, seq INTEGER, mac BLOB);
+CREATE TABLE IF NOT EXISTS collateral (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, body BLOB NOT NULL, number INTEGER,
+    issued INTEGER, expires INTEGER, seq INTEGER, mac BLOB);
 CREATE TABLE IF NOT EXISTS heads (
     name TEXT PRIMARY KEY, count INTEGER NOT NULL, last_seq INTEGER NOT NULL,
     digest BLOB NOT NULL, mac BLOB NOT NULL);
@@ -441,5 +444,68 @@ pub fn put_cas_key(
         store.integrity(),
         &integrity::CAS_KEYS,
         &[vec![name.to_string()]],
+    )
+}
+
+/// Collateral the operator imported: what it is, its content, and what it says of itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredCollateral {
+    /// `dcap:FMSPC` or `amd-crl:ISSUER`.
+    pub id: String,
+    /// `dcap` or `amd-crl`.
+    pub kind: String,
+    /// The imported bytes (DCAP collateral JSON, CRL DER or PEM).
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    /// DCAP: the TCB evaluation data number; AMD: none.
+    pub number: Option<u32>,
+    /// When it was issued (unix seconds).
+    pub issued: Option<u64>,
+    /// When it must be replaced (unix seconds).
+    pub expires: Option<u64>,
+}
+
+/// Every imported collateral, by id.
+pub fn collateral(tx: &Transaction<'_>, store: &Store) -> Result<Vec<StoredCollateral>, CasError> {
+    integrity::verify_table(tx, store.integrity(), &integrity::COLLATERAL)?;
+    let mut stmt =
+        tx.prepare("SELECT id, kind, body, number, issued, expires FROM collateral ORDER BY id")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(StoredCollateral {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                body: r.get(2)?,
+                number: r.get::<_, Option<i64>>(3)?.map(|n| n as u32),
+                issued: r.get::<_, Option<i64>>(4)?.map(|n| n as u64),
+                expires: r.get::<_, Option<i64>>(5)?.map(|n| n as u64),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Stores imported collateral (replacing the one of the same id).
+pub fn put_collateral(
+    tx: &Transaction<'_>,
+    store: &Store,
+    c: &StoredCollateral,
+) -> Result<(), CasError> {
+    tx.execute(
+        "INSERT OR REPLACE INTO collateral (id, kind, body, number, issued, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            c.id,
+            c.kind,
+            c.body,
+            c.number.map(i64::from),
+            c.issued.map(|v| v as i64),
+            c.expires.map(|v| v as i64)
+        ],
+    )?;
+    integrity::seal_changes(
+        tx,
+        store.integrity(),
+        &integrity::COLLATERAL,
+        &[vec![c.id.clone()]],
     )
 }

@@ -10,6 +10,8 @@ mod attestation;
 mod audit_log;
 #[path = "cas/cas_verify.rs"]
 mod cas_verify;
+#[path = "cas/collateral.rs"]
+mod collateral;
 #[path = "cas/happy.rs"]
 mod happy;
 #[path = "cas/identity.rs"]

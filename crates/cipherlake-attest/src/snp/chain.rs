@@ -144,6 +144,22 @@ impl AmdCrl {
     }
 }
 
+impl AmdCrl {
+    /// The issuer (the ARK's name).
+    pub fn issuer(&self) -> String {
+        self.0.tbs_cert_list.issuer.to_string()
+    }
+
+    /// When it was issued and when it must be replaced (unix seconds).
+    pub fn dates(&self) -> (u64, Option<u64>) {
+        let tbs = &self.0.tbs_cert_list;
+        (
+            tbs.this_update.to_unix_duration().as_secs(),
+            tbs.next_update.map(|t| t.to_unix_duration().as_secs()),
+        )
+    }
+}
+
 /// What SEV-SNP chains are checked against: AMD's roots (built in) and the CRLs the verifier
 /// was given.
 #[derive(Debug, Clone)]

@@ -66,6 +66,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/attest", post(attest))
         .route("/v1/attest/probe", post(probe))
         .route("/v1/platforms", post(register_platform))
+        .route(
+            "/v1/collateral",
+            put(import_collateral).get(list_collateral),
+        )
         .route("/v1/kms/wrap", post(kms_wrap))
         .route("/v1/kms/unwrap", post(kms_unwrap))
         .route("/v1/kms/rsa-decrypt", post(kms_rsa_decrypt))
@@ -289,6 +293,31 @@ async fn register_platform(
     })
     .await?;
     Ok(Json(response))
+}
+
+async fn import_collateral(
+    State(cas): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, CasError> {
+    let token = bearer(&headers);
+    let request: crate::api::CollateralImport = parse(&body)?;
+    let bytes = BASE64
+        .decode(request.body.trim())
+        .map_err(|_| CasError::BadRequest("body: not base64".into()))?;
+    let imported =
+        blocking(move || cas.import_collateral(token.as_deref().map(String::as_str), &bytes))
+            .await?;
+    Ok(Json(imported))
+}
+
+async fn list_collateral(
+    State(cas): State<Shared>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, CasError> {
+    let token = bearer(&headers);
+    let held = blocking(move || cas.list_collateral(token.as_deref().map(String::as_str))).await?;
+    Ok(Json(held))
 }
 
 /// The caller of a KMS request: a user whose signature headers verify over this request, or

@@ -34,6 +34,10 @@ enum Command {
     /// and bind a fresh nonce and the TLS key it presents. Prints the certificate fingerprint
     /// and can write the certificate to pin with --cas-cert.
     Verify(verify::Args),
+    /// Collateral the CAS trusts instead of what attestees bring: import DCAP collateral (as
+    /// PCCS serves it) or AMD CRLs, and list what is held. Needs the operator token.
+    #[command(subcommand)]
+    Collateral(CollateralCommand),
     /// Create the policy owners' recovery key pair (X25519): writes the private key to FILE
     /// (0600) and prints the public key for `cas serve --sealing tpm --recovery-key`.
     RecoveryKeygen {
@@ -46,6 +50,83 @@ enum Command {
     /// owners' recovery private key, check it against the database, and seal it again to the
     /// PCRs' current values. Run on the CAS host, with the CAS stopped.
     Recover(RecoverArgs),
+}
+
+#[derive(clap::Subcommand)]
+enum CollateralCommand {
+    /// Import a file: DCAP collateral JSON (TCB info, QE identity, CRLs) or an AMD CRL. A TCB
+    /// info older than the one held for its FMSPC is refused.
+    Import {
+        /// The collateral file.
+        file: PathBuf,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// List the collateral held, with its TCB evaluation data number and expiry.
+    Show {
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+}
+
+/// A CAS connection with the operator token.
+#[derive(clap::Args)]
+struct OperatorArgs {
+    #[command(flatten)]
+    cas: CasConnection,
+    /// The operator token file (DATA_DIR/operator.token).
+    #[arg(long, value_name = "FILE")]
+    token_file: PathBuf,
+}
+
+impl OperatorArgs {
+    fn token(&self) -> anyhow::Result<zeroize::Zeroizing<String>> {
+        Ok(zeroize::Zeroizing::new(
+            std::fs::read_to_string(&self.token_file)
+                .with_context(|| format!("reading {}", self.token_file.display()))?
+                .trim()
+                .to_string(),
+        ))
+    }
+}
+
+async fn collateral(command: CollateralCommand) -> anyhow::Result<()> {
+    match command {
+        CollateralCommand::Import { file, operator } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let held = operator
+                .cas
+                .client()?
+                .import_collateral(&operator.token()?, &bytes)
+                .await?;
+            println!("imported {}", describe_collateral(&held));
+        }
+        CollateralCommand::Show { operator } => {
+            for held in operator
+                .cas
+                .client()?
+                .collateral(&operator.token()?)
+                .await?
+            {
+                println!("{}", describe_collateral(&held));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe_collateral(c: &cipherlake_cas::store::StoredCollateral) -> String {
+    let time = |t: Option<u64>| t.map_or_else(|| "-".into(), cipherlake_attest::time::format_unix);
+    let number = c
+        .number
+        .map_or_else(String::new, |n| format!(" tcb-evaluation-data-number {n}"));
+    format!(
+        "{}{number} issued {} expires {}",
+        c.id,
+        time(c.issued),
+        time(c.expires)
+    )
 }
 
 #[derive(clap::Args)]
@@ -191,6 +272,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::RegisterPlatform(args) => register_platform(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::Collateral(command) => collateral(command).await,
         Command::RecoveryKeygen { out } => recovery_keygen(&out),
         Command::Recover(args) => recover(args),
     }

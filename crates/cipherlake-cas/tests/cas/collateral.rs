@@ -1,0 +1,139 @@
+//! Collateral the CAS trusts: the operator imports it; a superseded TCB info is refused at
+//! import; the CAS's AMD CRLs apply to every SEV-SNP attestation.
+
+use base64::Engine as _;
+use cipherlake_cas::CasError;
+
+use crate::common::{Env, JOB};
+
+fn fixture(rel: &str) -> Vec<u8> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/evidence")
+        .join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The TDX sample's collateral with its TCB evaluation data number changed to `number`.
+fn tdx_collateral_numbered(number: u32) -> Vec<u8> {
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&fixture("tdx/tdx_quote_collateral.json")).unwrap();
+    let tcb = json["tcb_info"].as_str().unwrap().replace(
+        "\"tcbEvaluationDataNumber\":17",
+        &format!("\"tcbEvaluationDataNumber\":{number}"),
+    );
+    json["tcb_info"] = tcb.into();
+    serde_json::to_vec(&json).unwrap()
+}
+
+#[tokio::test]
+async fn the_operator_imports_and_lists_collateral_and_a_superseded_tcb_info_is_refused() {
+    let env = Env::start().await;
+    let token = env.operator_token();
+    let held = env
+        .client
+        .import_collateral(&token, &fixture("tdx/tdx_quote_collateral.json"))
+        .await
+        .expect("imported");
+    assert_eq!(held.id, "dcap:B0C06F000000");
+    assert_eq!(held.number, Some(17));
+    assert_eq!(
+        held.expires,
+        Some(cipherlake_attest::time::parse_rfc3339("2025-07-19T10:16:03Z").unwrap())
+    );
+    // A newer TCB info for the FMSPC replaces it; the older one is then refused.
+    env.client
+        .import_collateral(&token, &tdx_collateral_numbered(18))
+        .await
+        .expect("newer");
+    let err = env
+        .client
+        .import_collateral(&token, &fixture("tdx/tdx_quote_collateral.json"))
+        .await
+        .expect_err("superseded");
+    assert!(err.to_string().contains("superseded"), "{err}");
+    let listed = env.client.collateral(&token).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].number, Some(18));
+    // Without the operator token, or not collateral at all.
+    let err = env.client.collateral("wrong").await.expect_err("no token");
+    assert!(matches!(err, CasError::Unauthorized(_)), "{err:?}");
+    let err = env
+        .client
+        .import_collateral(&token, b"not collateral")
+        .await
+        .expect_err("garbage");
+    assert!(matches!(err, CasError::BadRequest(_)), "{err:?}");
+    let log = env.audit().await;
+    assert!(
+        log.entries
+            .iter()
+            .any(|e| e.body.contains("collateral-imported"))
+    );
+}
+
+#[tokio::test]
+async fn the_cas_checks_sev_snp_chains_against_the_crls_it_holds() {
+    let env = Env::start().await;
+    let text = env.policy("snp", "sev-snp", &"00".repeat(48), None);
+    env.apply("snp", &text).await.unwrap();
+    let evidence = |_: [u8; 64]| async {
+        Ok(cipherlake_cas::api::EvidenceBody {
+            tee: "sev-snp".into(),
+            bytes: base64::engine::general_purpose::STANDARD.encode(
+                cipherlake_attest::encoding::decode_binary_or_hex(&fixture("snp/report_milan.hex")),
+            ),
+            collateral: Some(cipherlake_cas::api::CollateralBody::Snp {
+                vek: base64::engine::general_purpose::STANDARD
+                    .encode(fixture("snp/vcek_milan.der")),
+                chain_pem: None,
+            }),
+        })
+    };
+    // The real report verifies (it cannot bind this nonce).
+    let err = env
+        .client
+        .attest(
+            "snp",
+            "driver",
+            cipherlake_policy::Operation::Run,
+            Some(JOB),
+            evidence,
+        )
+        .await
+        .expect_err("an old report");
+    assert!(err.to_string().contains("report-data-mismatch"), "{err}");
+    assert!(!err.to_string().contains("evidence-invalid"), "{err}");
+    // A CRL naming AMD's Milan ARK, not signed by it, imported by the operator: every SEV-SNP
+    // chain is now checked against it.
+    let crl = std::fs::read(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../cipherlake-attest/tests/data/snp-test-pki/crl-empty.der"),
+    )
+    .unwrap();
+    let held = env
+        .client
+        .import_collateral(&env.operator_token(), &crl)
+        .await
+        .unwrap();
+    assert!(
+        held.id.starts_with("amd-crl:") && held.id.contains("ARK-Milan"),
+        "{}",
+        held.id
+    );
+    let err = env
+        .client
+        .attest(
+            "snp",
+            "driver",
+            cipherlake_policy::Operation::Run,
+            Some(JOB),
+            evidence,
+        )
+        .await
+        .expect_err("checked against the held CRL");
+    assert!(
+        err.to_string()
+            .contains("bad signature over the AMD Milan CRL"),
+        "{err}"
+    );
+}
