@@ -138,6 +138,15 @@ pub fn verify_quote(
     Ok(claims)
 }
 
+/// The FMSPC of the platform a quote comes from (hex, upper case), read from the PCK
+/// certificate it carries (not verified here: verification checks it against the TCB info).
+pub fn quote_fmspc(raw_quote: &[u8]) -> Result<String, VerifyError> {
+    let quote = parse_quote(raw_quote)?;
+    dcap_qvl::intel::quote_fmspc(&quote)
+        .map(hex::encode_upper)
+        .map_err(|e| VerifyError::malformed("DCAP quote", 0, format!("no FMSPC: {e}")))
+}
+
 /// Parses a quote's structure (no signature checks) and says which TEE it comes from.
 pub fn quote_tee(raw_quote: &[u8]) -> Result<Tee, VerifyError> {
     tee_of(&parse_quote(raw_quote)?)

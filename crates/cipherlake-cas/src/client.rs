@@ -476,6 +476,12 @@ impl CasClient {
         }
     }
 
+    /// `GET /healthz`: `{"status": "ok", "sealing": …}`.
+    pub async fn health(&self) -> Result<serde_json::Value, CasError> {
+        self.call::<(), _>(Method::GET, "/healthz", None, None)
+            .await
+    }
+
     /// Applies a signed policy version (`PUT /v1/policies/{name}`).
     pub async fn apply_policy(
         &self,

@@ -269,12 +269,27 @@ fn parse_collateral(body: &[u8]) -> Result<store::StoredCollateral, CasError> {
 }
 
 /// The attestee's DCAP collateral is used only if its TCB evaluation data number is at least
-/// that of the collateral the CAS holds for the same FMSPC; otherwise the CAS's is used.
+/// that of the collateral the CAS holds for the same FMSPC; otherwise the CAS's is used. A
+/// quote sent without collateral gets the CAS's for its FMSPC.
 fn trusted_collateral(
     evidence: cipherlake_attest::Evidence,
     held: &[store::StoredCollateral],
 ) -> cipherlake_attest::Evidence {
-    use cipherlake_attest::Collateral;
+    use cipherlake_attest::{Collateral, Tee};
+    let held_for = |fmspc: &str| {
+        held.iter()
+            .find(|c| c.id == format!("dcap:{fmspc}"))
+            .and_then(|c| cipherlake_attest::dcap::DcapCollateral::from_json(&c.body).ok())
+    };
+    if evidence.collateral.is_none() && matches!(evidence.tee, Tee::Sgx | Tee::Tdx) {
+        let ours = cipherlake_attest::dcap::quote_fmspc(&evidence.bytes)
+            .ok()
+            .and_then(|fmspc| held_for(&fmspc));
+        return match ours {
+            Some(ours) => evidence.with_collateral(Collateral::Dcap(Arc::new(ours))),
+            None => evidence,
+        };
+    }
     let Some(Collateral::Dcap(supplied)) = &evidence.collateral else {
         return evidence;
     };
@@ -1351,6 +1366,13 @@ mod tests {
             number(&trusted_collateral(evidence.clone(), &held(17))),
             Some(17)
         );
+        // A quote without collateral gets the CAS's for its FMSPC.
+        let bare = Evidence::new(Tee::Tdx, fixture("tdx/tdx_quote"));
+        assert_eq!(
+            number(&trusted_collateral(bare.clone(), &held(18))),
+            Some(18)
+        );
+        assert_eq!(number(&trusted_collateral(bare, &[])), None);
         // Collateral of another FMSPC does not apply.
         let other =
             vec![parse_collateral(&fixture("tdx/tdx_quote_outdated_collateral.json")).unwrap()];

@@ -253,6 +253,7 @@ fn cas_verify_checks_the_cas_before_trusting_it() {
     let args = verify(&measurement);
     let out = ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.contains("CAS verified"), "{out}");
+    assert!(out.contains("sealing: none"), "{out}");
     assert_eq!(
         std::fs::read_to_string(&pinned).unwrap(),
         std::fs::read_to_string(&services.cert).unwrap(),

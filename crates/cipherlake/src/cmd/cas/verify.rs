@@ -112,5 +112,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         hex::encode(&verified.claims.measurement),
         hex::encode(verified.fingerprint())
     );
+    // What the CAS says of its master key (not attested: the evidence binds the code, which
+    // decides it): `none` means its operator can read every secret.
+    let client = cipherlake_cas::client::CasClient::new(&args.url, verified.fingerprint())?;
+    if let Ok(health) = client.health().await {
+        let sealing = health["sealing"].as_str().unwrap_or("unknown");
+        println!("sealing: {sealing}");
+        if sealing == "none" {
+            eprintln!(
+                "warning: the CAS keeps its master key in a file its host's administrator can read (sealing: none)"
+            );
+        }
+    }
     Ok(())
 }
