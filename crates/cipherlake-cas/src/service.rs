@@ -254,9 +254,30 @@ fn parse_collateral(body: &[u8]) -> Result<store::StoredCollateral, CasError> {
             expires: dcap.next_update(),
         });
     }
-    let crl = cipherlake_attest::snp::AmdCrl::parse(body).map_err(|e| {
-        CasError::BadRequest(format!("not DCAP collateral JSON nor an AMD CRL: {e}"))
-    })?;
+    let crl = match cipherlake_attest::snp::AmdCrl::parse(body) {
+        Ok(crl) => crl,
+        Err(crl_error) => {
+            // A VCEK or VLEK, as AMD's KDS or Azure's THIM serves it.
+            let vek = cipherlake_attest::snp::SnpCollateral::new(body, None).map_err(|e| {
+                CasError::BadRequest(format!(
+                    "not DCAP collateral JSON, an AMD CRL ({crl_error}) nor a VCEK/VLEK ({e})"
+                ))
+            })?;
+            let der = vek
+                .vek_der()
+                .map_err(|e| CasError::BadRequest(format!("VCEK/VLEK: {e}")))?;
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(&der);
+            return Ok(store::StoredCollateral {
+                id: format!("amd-vek:{}", hex::encode(&digest[..8])),
+                kind: "amd-vek".into(),
+                body: der,
+                number: None,
+                issued: None,
+                expires: Some(vek.not_after()),
+            });
+        }
+    };
     let (issued, expires) = crl.dates();
     Ok(store::StoredCollateral {
         id: format!("amd-crl:{}", crl.issuer()),
@@ -305,6 +326,42 @@ fn trusted_collateral(
         Some(ours) => evidence.with_collateral(Collateral::Dcap(Arc::new(ours))),
         None => evidence,
     }
+}
+
+/// Verifies `evidence`; SEV-SNP evidence that brings no VCEK/VLEK is tried with each one the
+/// operator imported, and the first whose chain and signature verify is used.
+fn verify_with_held_veks(
+    verifier: &Verifier,
+    evidence: &cipherlake_attest::Evidence,
+    options: &VerifyOptions,
+    held: &[store::StoredCollateral],
+) -> Result<cipherlake_attest::Claims, cipherlake_attest::VerifyError> {
+    use cipherlake_attest::{Collateral, Tee};
+    let first = verifier.verify(evidence, options);
+    let without_vek = matches!(
+        first,
+        Err(cipherlake_attest::VerifyError::MissingCollateral { .. })
+    );
+    if !without_vek
+        || evidence.collateral.is_some()
+        || !matches!(evidence.tee, Tee::SevSnp | Tee::AzureSnpVtpm)
+    {
+        return first;
+    }
+    let mut result = first;
+    for c in held.iter().filter(|c| c.kind == "amd-vek") {
+        let Ok(vek) = cipherlake_attest::snp::SnpCollateral::new(&c.body, None) else {
+            continue;
+        };
+        let with = evidence
+            .clone()
+            .with_collateral(Collateral::Snp(Arc::new(vek)));
+        result = verifier.verify(&with, options);
+        if result.is_ok() {
+            break;
+        }
+    }
+    result
 }
 
 /// The epoch the database is at, if it has one (TPM sealing).
@@ -883,7 +940,7 @@ impl Cas {
         let mut measurement = None;
         // vTPM evidence carries the binding as its quote's nonce: the verifier checks it there.
         let options = VerifyOptions::at(now).with_nonce(&expected);
-        match verifier.verify(&evidence, &options) {
+        match verify_with_held_veks(&verifier, &evidence, &options, &held) {
             Err(e) => reasons.push(format!("evidence-invalid: {e}")),
             Ok(claims) => {
                 measurement = Some(hex::encode(&claims.measurement));

@@ -41,6 +41,16 @@ impl SnpCollateral {
 }
 
 impl SnpCollateral {
+    /// When the VCEK or VLEK expires (unix seconds).
+    pub fn not_after(&self) -> u64 {
+        self.vek
+            .tbs_certificate()
+            .validity()
+            .not_after
+            .to_unix_duration()
+            .as_secs()
+    }
+
     /// The VCEK or VLEK, DER-encoded (to send it on with the report).
     pub fn vek_der(&self) -> Result<Vec<u8>, VerifyError> {
         self.vek

@@ -137,3 +137,46 @@ async fn the_cas_checks_sev_snp_chains_against_the_crls_it_holds() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_report_without_its_vcek_verifies_with_the_one_the_operator_imported() {
+    let env = Env::start().await;
+    let text = env.policy("snp", "sev-snp", &"00".repeat(48), None);
+    env.apply("snp", &text).await.unwrap();
+    let bare = |_: [u8; 64]| async {
+        Ok(cipherlake_cas::api::EvidenceBody {
+            tee: "sev-snp".into(),
+            bytes: base64::engine::general_purpose::STANDARD.encode(
+                cipherlake_attest::encoding::decode_binary_or_hex(&fixture("snp/report_milan.hex")),
+            ),
+            collateral: None,
+        })
+    };
+    let attest = || {
+        env.client.attest(
+            "snp",
+            "driver",
+            cipherlake_policy::Operation::Run,
+            Some(JOB),
+            bare,
+        )
+    };
+    let err = attest().await.expect_err("no VCEK");
+    assert!(err.to_string().contains("missing collateral"), "{err}");
+    let held = env
+        .client
+        .import_collateral(&env.operator_token(), &fixture("snp/vcek_milan.der"))
+        .await
+        .expect("VCEK imported");
+    assert!(
+        held.id.starts_with("amd-vek:") && held.expires.is_some(),
+        "{held:?}"
+    );
+    // Now the report verifies with the imported VCEK (it cannot bind this nonce).
+    let err = attest().await.expect_err("an old report");
+    assert!(
+        err.to_string().contains("report-data-mismatch")
+            && !err.to_string().contains("evidence-invalid"),
+        "{err}"
+    );
+}
