@@ -1,17 +1,11 @@
 //! Collateral the CAS trusts: the operator imports it; a superseded TCB info is refused at
 //! import; the CAS's AMD CRLs apply to every SEV-SNP attestation.
 
-use base64::Engine as _;
 use cipherlake_cas::CasError;
 
-use crate::common::{Env, JOB};
+use crate::common::Env;
 
-fn fixture(rel: &str) -> Vec<u8> {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/evidence")
-        .join(rel);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use crate::common::{attest_with_milan_report, evidence_fixture as fixture};
 
 /// The TDX sample's collateral with its TCB evaluation data number changed to `number`.
 fn tdx_collateral_numbered(number: u32) -> Vec<u8> {
@@ -76,29 +70,8 @@ async fn the_cas_checks_sev_snp_chains_against_the_crls_it_holds() {
     let env = Env::start().await;
     let text = env.policy("snp", "sev-snp", &"00".repeat(48), None);
     env.apply("snp", &text).await.unwrap();
-    let evidence = |_: [u8; 64]| async {
-        Ok(cipherlake_cas::api::EvidenceBody {
-            tee: "sev-snp".into(),
-            bytes: base64::engine::general_purpose::STANDARD.encode(
-                cipherlake_attest::encoding::decode_binary_or_hex(&fixture("snp/report_milan.hex")),
-            ),
-            collateral: Some(cipherlake_cas::api::CollateralBody::Snp {
-                vek: base64::engine::general_purpose::STANDARD
-                    .encode(fixture("snp/vcek_milan.der")),
-                chain_pem: None,
-            }),
-        })
-    };
     // The real report verifies (it cannot bind this nonce).
-    let err = env
-        .client
-        .attest(
-            "snp",
-            "driver",
-            cipherlake_policy::Operation::Run,
-            Some(JOB),
-            evidence,
-        )
+    let err = attest_with_milan_report(&env, "snp", true)
         .await
         .expect_err("an old report");
     assert!(err.to_string().contains("report-data-mismatch"), "{err}");
@@ -120,15 +93,7 @@ async fn the_cas_checks_sev_snp_chains_against_the_crls_it_holds() {
         "{}",
         held.id
     );
-    let err = env
-        .client
-        .attest(
-            "snp",
-            "driver",
-            cipherlake_policy::Operation::Run,
-            Some(JOB),
-            evidence,
-        )
+    let err = attest_with_milan_report(&env, "snp", true)
         .await
         .expect_err("checked against the held CRL");
     assert!(
@@ -143,24 +108,7 @@ async fn a_report_without_its_vcek_verifies_with_the_one_the_operator_imported()
     let env = Env::start().await;
     let text = env.policy("snp", "sev-snp", &"00".repeat(48), None);
     env.apply("snp", &text).await.unwrap();
-    let bare = |_: [u8; 64]| async {
-        Ok(cipherlake_cas::api::EvidenceBody {
-            tee: "sev-snp".into(),
-            bytes: base64::engine::general_purpose::STANDARD.encode(
-                cipherlake_attest::encoding::decode_binary_or_hex(&fixture("snp/report_milan.hex")),
-            ),
-            collateral: None,
-        })
-    };
-    let attest = || {
-        env.client.attest(
-            "snp",
-            "driver",
-            cipherlake_policy::Operation::Run,
-            Some(JOB),
-            bare,
-        )
-    };
+    let attest = || attest_with_milan_report(&env, "snp", false);
     let err = attest().await.expect_err("no VCEK");
     assert!(err.to_string().contains("missing collateral"), "{err}");
     let held = env

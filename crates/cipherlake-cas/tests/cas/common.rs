@@ -318,3 +318,48 @@ pub fn assert_denied<T: std::fmt::Debug>(result: Result<T, CasError>, code: &str
         other => panic!("expected a denial with {code}, got {other:?}"),
     }
 }
+
+/// The software TPM of `scripts/swtpm` (`CIPHERLAKE_TEST_SWTPM`); fails loudly without it.
+pub fn swtpm() -> cipherlake_attest::tpm::device::TpmPath {
+    std::env::var("CIPHERLAKE_TEST_SWTPM")
+        .expect(
+            "CIPHERLAKE_TEST_SWTPM is not set: run the tests through scripts/test, which starts \
+             and provisions a software TPM (scripts/swtpm)",
+        )
+        .parse()
+        .expect("tcp:HOST:PORT")
+}
+
+/// A file of the shared evidence fixtures.
+pub fn evidence_fixture(rel: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/evidence")
+        .join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Attests as `service` of `policy` with the real Milan SEV-SNP report (which cannot bind a
+/// fresh nonce), with or without its VCEK.
+pub async fn attest_with_milan_report(
+    env: &Env,
+    policy: &str,
+    with_vcek: bool,
+) -> Result<Attested, CasError> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let body = EvidenceBody {
+        tee: "sev-snp".into(),
+        bytes: b64.encode(cipherlake_attest::encoding::decode_binary_or_hex(
+            &evidence_fixture("snp/report_milan.hex"),
+        )),
+        collateral: with_vcek.then(|| cipherlake_cas::api::CollateralBody::Snp {
+            vek: b64.encode(evidence_fixture("snp/vcek_milan.der")),
+            chain_pem: None,
+        }),
+    };
+    env.client
+        .attest(policy, "driver", Operation::Run, Some(JOB), |_| async {
+            Ok(body)
+        })
+        .await
+}

@@ -11,18 +11,10 @@ use cipherlake_cas::sealing::{Sealing, TpmSealing};
 use cipherlake_cas::server::{self, ServerHandle};
 use cipherlake_cas::service::Config;
 
+use crate::common::swtpm;
+
 /// The sealing tests change PCR 16 and share the software TPM: one at a time.
 static TPM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn swtpm() -> TpmPath {
-    std::env::var("CIPHERLAKE_TEST_SWTPM")
-        .expect(
-            "CIPHERLAKE_TEST_SWTPM is not set: run the tests through scripts/test, which starts \
-             and provisions a software TPM (scripts/swtpm)",
-        )
-        .parse()
-        .expect("tcp:HOST:PORT")
-}
 
 /// Sealed to the debug PCR 16, which tests may extend; each test its own counter index.
 fn sealing(tpm: TpmPath, counter_index: u32) -> Sealing {

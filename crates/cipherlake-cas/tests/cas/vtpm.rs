@@ -5,22 +5,12 @@
 use cipherlake_attest::attester::{Attester, HclSource, VtpmAttester};
 use cipherlake_attest::las::Las;
 use cipherlake_attest::sim::PlatformKey;
-use cipherlake_attest::tpm::device::{Tpm, TpmPath};
+use cipherlake_attest::tpm::device::Tpm;
 use cipherlake_cas::CasError;
 use cipherlake_cas::client::attester_evidence;
 use cipherlake_policy::Operation;
 
-use super::common::{Env, JOB};
-
-fn swtpm() -> TpmPath {
-    std::env::var("CIPHERLAKE_TEST_SWTPM")
-        .expect(
-            "CIPHERLAKE_TEST_SWTPM is not set: run the tests through scripts/test, which starts \
-             and provisions a software TPM (scripts/swtpm)",
-        )
-        .parse()
-        .expect("tcp:HOST:PORT")
-}
+use super::common::{Env, JOB, swtpm};
 
 /// A LAS making sim-vtpm reports over the software TPM, registered with the CAS.
 async fn vtpm_las(env: &Env) -> Attester {
