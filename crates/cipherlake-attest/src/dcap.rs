@@ -100,6 +100,11 @@ impl DcapCollateral {
         self.tcb_info.fmspc.as_deref()
     }
 
+    /// The TEE the TCB info is for (`SGX` or `TDX`, as Intel names it).
+    pub fn tcb_id(&self) -> &str {
+        &self.tcb_info.id
+    }
+
     /// When the TCB info must be replaced (unix seconds).
     pub fn next_update(&self) -> Option<u64> {
         crate::time::parse_rfc3339(&self.tcb_info.next_update).ok()

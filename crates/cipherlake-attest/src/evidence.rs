@@ -191,7 +191,18 @@ impl Verifier {
                             });
                         }
                     };
-                    snp::verify_report(hcl.hw_report, &collateral, &self.snp, at)
+                    let claims = snp::verify_report(hcl.hw_report, &collateral, &self.snp, at)?;
+                    // Only the paravisor, at VMPL 0, vouches for the vTPM; a guest kernel at a
+                    // higher VMPL could bind runtime claims of its own making.
+                    match claims.snp.as_ref().map(|s| s.vmpl) {
+                        Some(0) => Ok(claims),
+                        other => Err(VerifyError::PlatformMismatch {
+                            reason: format!(
+                                "the HCL report's SEV-SNP report comes from VMPL {}, not the paravisor's VMPL 0",
+                                other.map_or_else(|| "unknown".into(), |v| v.to_string())
+                            ),
+                        }),
+                    }
                 };
                 let claims = vtpm::verify(
                     Tee::AzureSnpVtpm,

@@ -300,13 +300,11 @@ pub fn verify_table(
 ) -> Result<(), CasError> {
     let rows = rows(tx, table)?;
     let head = read_head(tx, integrity, table.name)?;
+    // Every head is written when the database is created: a missing one was deleted.
     let Some(head) = head else {
-        if rows.is_empty() {
-            return Ok(());
-        }
         return Err(tampered(
             format!("table {}", table.name),
-            "rows without an integrity head (deleted heads, or a database from before integrity protection)",
+            "its integrity head is missing (deleted by hand)",
         ));
     };
     let mut last = 0;
@@ -446,7 +444,7 @@ pub fn check_audit_end(tx: &Transaction<'_>, integrity: &Integrity) -> Result<()
     let (count, seq, hash) = audit_end(tx)?;
     let matches = match read_head(tx, integrity, "audit")? {
         Some(head) => head.count == count && head.last_seq == seq && head.digest == hash,
-        None => count == 0,
+        None => false,
     };
     if matches {
         Ok(())
@@ -475,12 +473,9 @@ pub fn verify_audit(tx: &Transaction<'_>, integrity: &Integrity) -> Result<(), C
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
     let Some(head) = head else {
-        if entries.is_empty() {
-            return Ok(());
-        }
         return Err(tampered(
             "table audit".into(),
-            "entries without an integrity head (deleted head, or a database from before integrity protection)",
+            "its integrity head is missing (deleted by hand)",
         ));
     };
     let mut prev = vec![0u8; 32];
@@ -504,6 +499,21 @@ pub fn verify_audit(tx: &Transaction<'_>, integrity: &Integrity) -> Result<(), C
         ));
     }
     Ok(())
+}
+
+/// Writes the empty heads of a new database: from then on a missing head is tampering.
+pub fn create_heads(tx: &Transaction<'_>, integrity: &Integrity) -> Result<(), CasError> {
+    for table in &TABLES {
+        write_head(
+            tx,
+            integrity,
+            table.name,
+            0,
+            0,
+            &digest_of(std::iter::empty()),
+        )?;
+    }
+    seal_audit(tx, integrity)
 }
 
 /// Checks every protected table and the audit log (at start).

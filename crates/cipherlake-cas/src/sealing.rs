@@ -8,7 +8,7 @@
 //!   not a copy of the directory on another host, not this host booted into something else.
 //!   A TPM NV counter detects a restore of an older copy of the whole directory: it goes up
 //!   once per epoch (each start and each policy change), after the database commit; a start
-//!   accepts a counter equal to the stored epoch or one above it (a crash between the commit
+//!   accepts a counter equal to the stored epoch or one below it (a crash between the commit
 //!   and the increment), and refuses anything else.
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -62,6 +62,19 @@ pub struct TpmSealing {
     /// also sealed to it (`DATA_DIR/master.recovery`), so `cas recover` can re-seal it after a
     /// legitimate platform change. Without one, a changed PCR loses every secret.
     pub recovery_key: Option<Vec<u8>>,
+}
+
+impl TpmSealing {
+    /// The PCRs in the order the TPM hashes them (ascending), each once.
+    pub fn normalized(&self) -> TpmSealing {
+        let mut pcrs = self.pcrs.clone();
+        pcrs.sort_unstable();
+        pcrs.dedup();
+        TpmSealing {
+            pcrs,
+            ..self.clone()
+        }
+    }
 }
 
 /// The PCRs sealed to by default.
@@ -213,6 +226,7 @@ impl TpmMasterKey {
     /// seals it. A refusal names the PCR whose value changed, or says the blob is not this
     /// TPM's.
     pub fn open_or_create(dir: &Path, sealing: &TpmSealing) -> Result<Self, CasError> {
+        let sealing = &sealing.normalized();
         let file_key = dir.join("master.key");
         if file_key.exists() {
             return Err(CasError::Unavailable(format!(
@@ -267,6 +281,7 @@ impl TpmMasterKey {
         sealing: &TpmSealing,
         recovery: &crate::seal::HpkeKeyPair,
     ) -> Result<(), CasError> {
+        let sealing = &sealing.normalized();
         let recovery_path = dir.join("master.recovery");
         let text = std::fs::read(&recovery_path)
             .map_err(CasError::io(format!("reading {}", recovery_path.display())))?;
@@ -421,12 +436,15 @@ impl EpochCounter {
         }
     }
 
-    /// Checks the database's epoch against the counter: equal, or one below (a crash between
-    /// the commit and the increment). `None` (a new database) is accepted.
+    /// Checks the database's epoch against the counter: equal, or the database one ahead (a
+    /// crash between the commit and the increment). `None` (a new database) is accepted.
     pub fn check(&self, stored: Option<u64>, counter: u64) -> Result<(), CasError> {
         match stored {
             None => Ok(()),
-            Some(epoch) if counter == epoch || counter == epoch + 1 => Ok(()),
+            // The database commits an epoch before the counter reaches it: after a crash in
+            // between, the database is one ahead. A counter ahead of the database means the
+            // database is an older copy.
+            Some(epoch) if counter == epoch || counter + 1 == epoch => Ok(()),
             Some(epoch) => Err(CasError::Tampered(format!(
                 "{} is at epoch {epoch}, but the TPM's epoch counter (NV index {:#x}) is at \
                  {counter}: an older copy of the data directory was restored",
@@ -450,5 +468,35 @@ impl EpochCounter {
             tpm.increment(self.index)
                 .map_err(tpm_error("incrementing the epoch counter"))?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_epoch_check_accepts_a_crash_window_and_refuses_an_older_copy() {
+        let counter = EpochCounter::new(
+            &TpmSealing {
+                tpm: "tcp:127.0.0.1:1".parse().unwrap(),
+                pcrs: vec![0],
+                counter_index: DEFAULT_COUNTER_INDEX,
+                recovery_key: None,
+            },
+            Path::new("/data"),
+        );
+        counter.check(Some(5), 5).expect("in step");
+        counter
+            .check(Some(5), 4)
+            .expect("crashed after the commit, before the increment");
+        for older in [6, 7, 100] {
+            let err = counter.check(Some(5), older).expect_err("an older copy");
+            assert!(err.to_string().contains("older copy"), "{err}");
+        }
+        counter
+            .check(Some(5), 3)
+            .expect_err("two behind: not a crash");
+        counter.check(None, 9).expect("a new database");
     }
 }

@@ -246,7 +246,8 @@ fn parse_collateral(body: &[u8]) -> Result<store::StoredCollateral, CasError> {
             .to_ascii_uppercase();
         let claims = dcap.claims();
         return Ok(store::StoredCollateral {
-            id: format!("dcap:{fmspc}"),
+            // SGX and TDX TCB infos share FMSPCs: one per TEE.
+            id: format!("dcap:{}:{fmspc}", dcap.tcb_id().to_ascii_lowercase()),
             kind: "dcap".into(),
             body: body.to_vec(),
             number: claims.map(|c| c.tcb_evaluation_data_number),
@@ -279,8 +280,11 @@ fn parse_collateral(body: &[u8]) -> Result<store::StoredCollateral, CasError> {
         }
     };
     let (issued, expires) = crl.dates();
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(body);
     Ok(store::StoredCollateral {
-        id: format!("amd-crl:{}", crl.issuer()),
+        // An ARK issues two CRLs (VCEK and VLEK paths): each is held, and each applies.
+        id: format!("amd-crl:{}:{}", crl.issuer(), hex::encode(&digest[..8])),
         kind: "amd-crl".into(),
         body: body.to_vec(),
         number: None,
@@ -297,9 +301,13 @@ fn trusted_collateral(
     held: &[store::StoredCollateral],
 ) -> cipherlake_attest::Evidence {
     use cipherlake_attest::{Collateral, Tee};
+    let tee = match evidence.tee {
+        Tee::Sgx => "sgx",
+        _ => "tdx",
+    };
     let held_for = |fmspc: &str| {
         held.iter()
-            .find(|c| c.id == format!("dcap:{fmspc}"))
+            .find(|c| c.id == format!("dcap:{tee}:{fmspc}"))
             .and_then(|c| cipherlake_attest::dcap::DcapCollateral::from_json(&c.body).ok())
     };
     if evidence.collateral.is_none() && matches!(evidence.tee, Tee::Sgx | Tee::Tdx) {
@@ -320,7 +328,7 @@ fn trusted_collateral(
     let supplied_number = supplied.claims().map(|c| c.tcb_evaluation_data_number);
     let ours = held
         .iter()
-        .find(|c| c.id == format!("dcap:{fmspc}") && c.number > supplied_number)
+        .find(|c| c.id == format!("dcap:{tee}:{fmspc}") && c.number > supplied_number)
         .and_then(|c| cipherlake_attest::dcap::DcapCollateral::from_json(&c.body).ok());
     match ours {
         Some(ours) => evidence.with_collateral(Collateral::Dcap(Arc::new(ours))),

@@ -105,6 +105,9 @@ impl Store {
             sealer,
             integrity,
         };
+        if !exists {
+            store.transaction(|tx| crate::integrity::create_heads(tx, &store.integrity))?;
+        }
         store.transaction(|tx| crate::integrity::verify_all(tx, &store.integrity))?;
         Ok(store)
     }

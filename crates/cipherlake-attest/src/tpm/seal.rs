@@ -151,6 +151,11 @@ impl Tpm {
         secret: &[u8],
         pcrs: &[u8],
     ) -> Result<(SealedBlob, Vec<Vec<u8>>), TpmError> {
+        // The TPM hashes the selected PCRs in ascending order, each once.
+        let mut sorted = pcrs.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let pcrs = sorted.as_slice();
         let all = self.pcrs()?;
         let values: Vec<Vec<u8>> = pcrs
             .iter()
@@ -194,6 +199,10 @@ impl Tpm {
         blob: &SealedBlob,
         pcrs: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
+        let mut sorted = pcrs.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let pcrs = sorted.as_slice();
         let parent = self.storage_primary()?;
         let loaded = (|| {
             let mut params = Writer::default();

@@ -28,7 +28,7 @@ async fn the_operator_imports_and_lists_collateral_and_a_superseded_tcb_info_is_
         .import_collateral(&token, &fixture("tdx/tdx_quote_collateral.json"))
         .await
         .expect("imported");
-    assert_eq!(held.id, "dcap:B0C06F000000");
+    assert_eq!(held.id, "dcap:tdx:B0C06F000000");
     assert_eq!(held.number, Some(17));
     assert_eq!(
         held.expires,

@@ -200,3 +200,17 @@ async fn a_running_cas_refuses_state_edited_under_it() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_table_emptied_with_its_head_is_refused() {
+    let (env, _, _) = stopped_cas().await;
+    let conn = db(&env);
+    conn.execute("DELETE FROM policies", []).unwrap();
+    conn.execute("DELETE FROM heads WHERE name = 'policies'", [])
+        .unwrap();
+    let err = start_refused(&env).await;
+    assert!(
+        err.contains("table policies") && err.contains("head is missing"),
+        "{err}"
+    );
+}
