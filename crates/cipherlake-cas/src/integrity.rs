@@ -10,6 +10,9 @@
 //! `audit` table is a signed hash chain; its head (count and last hash) is MAC'd here. Nonces
 //! and the certificate log decide nothing and are not protected.
 //!
+//! A root head covers every other head, so tables cannot be rolled back one at a time, each
+//! with its older head; the epoch (TPM sealing) lives in `cas_keys`, under the root too.
+//!
 //! The protection is as strong as the master key's: with `--sealing file` the operator holds
 //! the key and can recompute every MAC.
 
@@ -275,6 +278,9 @@ fn write_head(
         "INSERT OR REPLACE INTO heads (name, count, last_seq, digest, mac) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![table, count, last_seq, digest, mac.to_vec()],
     )?;
+    if table != ROOT {
+        seal_root(tx, integrity)?;
+    }
     Ok(())
 }
 
@@ -298,6 +304,7 @@ pub fn verify_table(
     integrity: &Integrity,
     table: &Table,
 ) -> Result<(), CasError> {
+    verify_root(tx, integrity)?;
     let rows = rows(tx, table)?;
     let head = read_head(tx, integrity, table.name)?;
     // Every head is written when the database is created: a missing one was deleted.
@@ -516,8 +523,54 @@ pub fn create_heads(tx: &Transaction<'_>, integrity: &Integrity) -> Result<(), C
     seal_audit(tx, integrity)
 }
 
+/// The root head's name: it covers every other head, so tables cannot be rolled back one at a
+/// time (each with its own older head).
+const ROOT: &str = "root";
+
+/// SHA-256 over every head but the root (name, count, last sequence number, digest), by name.
+fn heads_digest(tx: &Transaction<'_>) -> Result<(i64, Vec<u8>), CasError> {
+    let mut stmt = tx.prepare(
+        "SELECT name, count, last_seq, digest FROM heads WHERE name <> 'root' ORDER BY name",
+    )?;
+    let heads: Vec<(String, i64, i64, Vec<u8>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut sha = Sha256::new();
+    for (name, count, last_seq, digest) in &heads {
+        sha.update((name.len() as u64).to_be_bytes());
+        sha.update(name.as_bytes());
+        sha.update(count.to_be_bytes());
+        sha.update(last_seq.to_be_bytes());
+        sha.update(digest);
+    }
+    Ok((heads.len() as i64, sha.finalize().to_vec()))
+}
+
+/// Rewrites the root head over the current heads.
+fn seal_root(tx: &Transaction<'_>, integrity: &Integrity) -> Result<(), CasError> {
+    let (count, digest) = heads_digest(tx)?;
+    write_head(tx, integrity, ROOT, count, 0, &digest)
+}
+
+/// The heads must be the ones the root covers.
+fn verify_root(tx: &Transaction<'_>, integrity: &Integrity) -> Result<(), CasError> {
+    let (count, digest) = heads_digest(tx)?;
+    match read_head(tx, integrity, ROOT)? {
+        Some(root) if root.count == count && root.digest == digest => Ok(()),
+        Some(_) => Err(tampered(
+            "table heads".into(),
+            "the tables' heads are not the ones the root covers (a table rolled back or restored from an older copy)",
+        )),
+        None => Err(tampered(
+            "table heads".into(),
+            "the root head is missing (deleted by hand)",
+        )),
+    }
+}
+
 /// Checks every protected table and the audit log (at start).
 pub fn verify_all(tx: &Transaction<'_>, integrity: &Integrity) -> Result<(), CasError> {
+    verify_root(tx, integrity)?;
     for table in &TABLES {
         verify_table(tx, integrity, table)?;
     }

@@ -429,7 +429,19 @@ impl EpochCounter {
             .counter(self.index)
             .map_err(tpm_error("reading the epoch counter"))?
         {
-            Some(value) => Ok(value),
+            Some(value) => {
+                if !tpm
+                    .is_our_counter(self.index)
+                    .map_err(tpm_error("reading the epoch counter's attributes"))?
+                {
+                    return Err(CasError::Tampered(format!(
+                        "NV index {:#x} is not the CAS's monotonic epoch counter (replaced by \
+                         an index that can be written back)",
+                        self.index
+                    )));
+                }
+                Ok(value)
+            }
             None => tpm
                 .define_counter(self.index)
                 .map_err(tpm_error("defining the epoch counter")),

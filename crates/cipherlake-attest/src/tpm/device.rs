@@ -284,17 +284,22 @@ impl Tpm {
 
     /// The size of NV index `index`.
     pub fn nv_size(&mut self, index: u32) -> Result<usize, TpmError> {
+        Ok(self.nv_public(index)?.1)
+    }
+
+    /// The attributes (`TPMA_NV`) and size of NV index `index`.
+    pub fn nv_public(&mut self, index: u32) -> Result<(u32, usize), TpmError> {
         let name = "NV_ReadPublic";
         let out = self.execute(name, CC_NV_READ_PUBLIC, &[index], false, &[])?;
-        let parse = || -> Result<usize, crate::VerifyError> {
+        let parse = || -> Result<(u32, usize), crate::VerifyError> {
             let mut r = Reader::new(&out, "TPM2B_NV_PUBLIC");
             let public = r.sized()?;
             let mut p = Reader::new(public, "TPMS_NV_PUBLIC");
             let _index = p.u32()?;
             let _name_alg = p.u16()?;
-            let _attributes = p.u32()?;
+            let attributes = p.u32()?;
             let _policy = p.sized()?;
-            Ok(usize::from(p.u16()?))
+            Ok((attributes, usize::from(p.u16()?)))
         };
         parse().map_err(|e| TpmError::Malformed {
             command: name,

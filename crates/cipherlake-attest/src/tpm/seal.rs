@@ -47,6 +47,9 @@ const NT_COUNTER: u32 = 1 << 4;
 const NV_OWNERREAD: u32 = 1 << 17;
 const NV_AUTHREAD: u32 = 1 << 18;
 const NV_NO_DA: u32 = 1 << 25;
+/// The attributes of the counters this module defines.
+const COUNTER_ATTRIBUTES: u32 =
+    NT_COUNTER | NV_OWNERWRITE | NV_AUTHWRITE | NV_OWNERREAD | NV_AUTHREAD | NV_NO_DA;
 /// `TPM_RC_HANDLE` on the first handle: no such NV index.
 const RC_HANDLE_1: u32 = 0x18b;
 
@@ -271,6 +274,16 @@ impl Tpm {
         result
     }
 
+    /// Whether NV index `index` is the counter [`Tpm::define_counter`] makes: a monotonic
+    /// counter with exactly those attributes (an ordinary index put in its place could be
+    /// written back to any value).
+    pub fn is_our_counter(&mut self, index: u32) -> Result<bool, TpmError> {
+        // Bits the TPM sets itself: WRITTEN (29), and the lock states.
+        const TPM_MANAGED: u32 = (1 << 29) | (1 << 11) | (1 << 28);
+        let (attributes, size) = self.nv_public(index)?;
+        Ok(attributes & !TPM_MANAGED == COUNTER_ATTRIBUTES && size == 8)
+    }
+
     /// The value of the NV counter at `index`; `None` when the index does not exist.
     pub fn counter(&mut self, index: u32) -> Result<Option<u64>, TpmError> {
         let mut params = Writer::default();
@@ -305,7 +318,7 @@ impl Tpm {
         public
             .u32(index)
             .u16(ALG_SHA256)
-            .u32(NT_COUNTER | NV_OWNERWRITE | NV_AUTHWRITE | NV_OWNERREAD | NV_AUTHREAD | NV_NO_DA)
+            .u32(COUNTER_ATTRIBUTES)
             .sized(&[])
             .u16(8);
         let mut params = Writer::default();

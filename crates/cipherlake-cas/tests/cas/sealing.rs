@@ -292,3 +292,47 @@ async fn sev_snp_sealing_without_the_guest_device_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordinary_nv_index_in_place_of_the_epoch_counter_is_refused() {
+    let _turn = TPM.lock().await;
+    let index = 0x0150_0a06u32;
+    // The operator defines a writable index where the counter would be (tpm2-tools, from
+    // scripts/swtpm) and sets it to whatever the database's epoch needs.
+    let port = swtpm().to_string().rsplit(':').next().unwrap().to_string();
+    // Left from an earlier run on the same software TPM, if any.
+    let _ = Command::new("tpm2_nvundefine")
+        .env(
+            "TPM2TOOLS_TCTI",
+            format!("swtpm:host=127.0.0.1,port={port}"),
+        )
+        .args([&format!("{index:#x}"), "-C", "o"])
+        .output();
+    let status = Command::new("tpm2_nvdefine")
+        .env(
+            "TPM2TOOLS_TCTI",
+            format!("swtpm:host=127.0.0.1,port={port}"),
+        )
+        .args([
+            &format!("{index:#x}"),
+            "-C",
+            "o",
+            "-s",
+            "8",
+            "-a",
+            "ownerread|ownerwrite|authread|authwrite",
+        ])
+        .status()
+        .expect("tpm2_nvdefine (installed by scripts/swtpm)");
+    assert!(status.success());
+    Tpm::open(&swtpm())
+        .unwrap()
+        .nv_write(index, &1u64.to_be_bytes())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = refused(&dir.path().join("data"), &sealing(swtpm(), index)).await;
+    assert!(
+        err.contains("not the CAS's monotonic epoch counter"),
+        "{err}"
+    );
+}
