@@ -425,27 +425,37 @@ impl EpochCounter {
     /// The counter's value, defining it (at 1) when it does not exist yet.
     pub fn value(&self) -> Result<u64, CasError> {
         let mut tpm = Tpm::open(&self.tpm).map_err(tpm_error("opening the TPM"))?;
-        match tpm
-            .counter(self.index)
-            .map_err(tpm_error("reading the epoch counter"))?
-        {
-            Some(value) => {
-                if !tpm
-                    .is_our_counter(self.index)
-                    .map_err(tpm_error("reading the epoch counter's attributes"))?
-                {
-                    return Err(CasError::Tampered(format!(
-                        "NV index {:#x} is not the CAS's monotonic epoch counter (replaced by \
-                         an index that can be written back)",
-                        self.index
-                    )));
-                }
-                Ok(value)
+        // The index is checked before it is read: an ordinary index put in the counter's
+        // place could be written back to any value.
+        let exists = match tpm.nv_public(self.index) {
+            Ok(_) => true,
+            Err(cipherlake_attest::tpm::device::TpmError::Response { code, .. })
+                if code & 0xfff == 0x18b =>
+            {
+                false
             }
-            None => tpm
+            Err(e) => return Err(tpm_error("reading the epoch counter's attributes")(e)),
+        };
+        if !exists {
+            return tpm
                 .define_counter(self.index)
-                .map_err(tpm_error("defining the epoch counter")),
+                .map_err(tpm_error("defining the epoch counter"));
         }
+        if !tpm
+            .is_our_counter(self.index)
+            .map_err(tpm_error("reading the epoch counter's attributes"))?
+        {
+            return Err(CasError::Tampered(format!(
+                "NV index {:#x} is not the CAS's monotonic epoch counter (replaced by an index \
+                 that can be written back)",
+                self.index
+            )));
+        }
+        tpm.counter(self.index)
+            .map_err(tpm_error("reading the epoch counter"))?
+            .ok_or_else(|| {
+                CasError::Unavailable(format!("epoch counter {:#x} vanished", self.index))
+            })
     }
 
     /// Checks the database's epoch against the counter: equal, or the database one ahead (a

@@ -210,7 +210,22 @@ impl Tpm {
             .u32((10 + body.0.len()) as u32)
             .u32(code)
             .raw(&body.0);
-        let response = self.round_trip(&command.0)?;
+        // TPM_RC_RETRY, TPM_RC_YIELDED and TPM_RC_TESTING ask the caller to send the command
+        // again (TPM 2.0 Part 2, 6.6.3).
+        let mut attempts = 0;
+        let response = loop {
+            let response = self.round_trip(&command.0)?;
+            let rc = response
+                .get(6..10)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            attempts += 1;
+            match rc {
+                Some(0x922 | 0x908 | 0x90a) if attempts < 10 => {
+                    std::thread::sleep(Duration::from_millis(20 * attempts));
+                }
+                _ => break response,
+            }
+        };
         let malformed = |reason: String| TpmError::Malformed {
             command: name,
             reason,
