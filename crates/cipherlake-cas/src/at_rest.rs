@@ -33,15 +33,7 @@ impl FileMasterKey {
     pub fn open_or_create(path: &Path) -> Result<Self, CasError> {
         if !path.exists() {
             let key = Zeroizing::new(random::<32>()?);
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(CasError::io(format!("creating {}", path.display())))?;
-            file.write_all(key.as_ref())
-                .and_then(|()| file.sync_all())
-                .map_err(CasError::io(format!("writing {}", path.display())))?;
+            write_new(path, key.as_ref())?;
         }
         let provider = FileMasterKey {
             path: path.to_path_buf(),
@@ -74,6 +66,19 @@ impl MasterKeyProvider for FileMasterKey {
         })?;
         Ok(Zeroizing::new(key))
     }
+}
+
+/// Creates `path` (mode 0600; an existing file is never overwritten) holding `bytes`, synced.
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<(), CasError> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(CasError::io(format!("creating {}", path.display())))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(CasError::io(format!("writing {}", path.display())))
 }
 
 /// `N` random bytes from the operating system.

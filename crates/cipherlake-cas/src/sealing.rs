@@ -11,7 +11,6 @@
 //!   accepts a counter equal to the stored epoch or one below it (a crash between the commit
 //!   and the increment), and refuses anything else.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -22,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::CasError;
-use crate::at_rest::{MasterKeyProvider, random};
+use crate::at_rest::{MasterKeyProvider, random, write_new};
 
 /// How the master key is kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,11 +66,8 @@ pub struct TpmSealing {
 impl TpmSealing {
     /// The PCRs in the order the TPM hashes them (ascending), each once.
     pub fn normalized(&self) -> TpmSealing {
-        let mut pcrs = self.pcrs.clone();
-        pcrs.sort_unstable();
-        pcrs.dedup();
         TpmSealing {
-            pcrs,
+            pcrs: cipherlake_attest::tpm::seal::pcr_order(&self.pcrs),
             ..self.clone()
         }
     }
@@ -389,19 +385,6 @@ fn decode(text: &str, path: &Path) -> Result<Vec<u8>, CasError> {
     BASE64
         .decode(text)
         .map_err(|e| CasError::Unavailable(format!("{}: {e}", path.display())))
-}
-
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), CasError> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(CasError::io(format!("creating {}", path.display())))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(CasError::io(format!("writing {}", path.display())))
 }
 
 /// The epoch counter of a TPM-sealed CAS.

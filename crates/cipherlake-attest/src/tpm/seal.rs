@@ -79,6 +79,14 @@ fn selection(w: &mut Writer, pcrs: &[u8]) {
     w.u32(1).u16(ALG_SHA256).u8(3).raw(&bitmap);
 }
 
+/// `pcrs` in the order the TPM hashes a selection's values: ascending, each once.
+pub fn pcr_order(pcrs: &[u8]) -> Vec<u8> {
+    let mut sorted = pcrs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted
+}
+
 /// The policy digest of `TPM2_PolicyPCR` over `pcrs` holding `values` (TPM 2.0 Part 3, 23.7):
 /// SHA-256(0³² ‖ TPM_CC_PolicyPCR ‖ selection ‖ SHA-256(values in PCR order)).
 pub fn policy_pcr_digest(pcrs: &[u8], values: &[&[u8]]) -> [u8; 32] {
@@ -154,10 +162,7 @@ impl Tpm {
         secret: &[u8],
         pcrs: &[u8],
     ) -> Result<(SealedBlob, Vec<Vec<u8>>), TpmError> {
-        // The TPM hashes the selected PCRs in ascending order, each once.
-        let mut sorted = pcrs.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
+        let sorted = pcr_order(pcrs);
         let pcrs = sorted.as_slice();
         let all = self.pcrs()?;
         let values: Vec<Vec<u8>> = pcrs
@@ -202,9 +207,7 @@ impl Tpm {
         blob: &SealedBlob,
         pcrs: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
-        let mut sorted = pcrs.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
+        let sorted = pcr_order(pcrs);
         let pcrs = sorted.as_slice();
         let parent = self.storage_primary()?;
         let loaded = (|| {
