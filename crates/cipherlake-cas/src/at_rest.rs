@@ -50,7 +50,7 @@ impl MasterKeyProvider for FileMasterKey {
         if meta.permissions().mode() & 0o077 != 0 {
             return Err(CasError::Io {
                 context: format!("master key file {}", self.path.display()),
-                source: std::io::Error::new(
+                error: std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
                     "group or others may access it; use chmod 600",
                 ),
@@ -62,7 +62,7 @@ impl MasterKeyProvider for FileMasterKey {
         );
         let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| CasError::Io {
             context: format!("master key file {}", self.path.display()),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "expected 32 bytes"),
+            error: std::io::Error::new(std::io::ErrorKind::InvalidData, "expected 32 bytes"),
         })?;
         Ok(Zeroizing::new(key))
     }

@@ -126,7 +126,7 @@ pub fn issue_workload(
         .map_err(rcgen_error)?;
     Ok(Issued {
         der: cert.der().to_vec(),
-        serial: hex::encode(serial),
+        serial: serial_hex(&serial),
         not_after: not_after.unix_timestamp() as u64,
     })
 }
@@ -188,6 +188,19 @@ pub fn workload_identity(leaf_der: &[u8]) -> Result<(String, String), CasError> 
     Err(CasError::Unauthorized(
         "the client certificate names no spiffe://cipherlake/ workload".into(),
     ))
+}
+
+/// A serial number as hex, without leading zero bytes (as DER encodes it).
+fn serial_hex(bytes: &[u8]) -> String {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    hex::encode(&bytes[start..])
+}
+
+/// The serial number of a certificate (hex), as [`Issued::serial`] gives it.
+pub fn serial(leaf_der: &[u8]) -> Result<String, CasError> {
+    let (_, cert) = X509Certificate::from_der(leaf_der)
+        .map_err(|_| CasError::Unauthorized("the client certificate does not parse".into()))?;
+    Ok(serial_hex(cert.raw_serial()))
 }
 
 /// The release digest a workload certificate binds ([`RELEASE_DIGEST_OID`]), if it has one.

@@ -35,12 +35,13 @@ pub enum CasError {
     #[error("storage error: {0}")]
     Store(#[from] rusqlite::Error),
     /// A file of the data directory could not be read or written.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Io {
         /// What was being done.
         context: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (part of the message, not a separate cause, so that error chains do
+        /// not print it twice).
+        error: std::io::Error,
     },
     /// An internal cryptographic operation failed (never carries key material).
     #[error("internal cryptographic error: {0}")]
@@ -62,7 +63,7 @@ impl CasError {
     /// An I/O error with context.
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CasError {
         let context = context.into();
-        move |source| CasError::Io { context, source }
+        move |error| CasError::Io { context, error }
     }
 
     /// A short machine code for the error, used in API error bodies.

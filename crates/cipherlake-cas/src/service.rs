@@ -63,6 +63,9 @@ pub struct Config {
     /// AMD CRLs every SEV-SNP chain is checked against (VCEK and VLEK; revoked ASKs and ASVKs
     /// are refused). The operator keeps them current, as AMD's KDS serves them.
     pub amd_crls: Vec<cipherlake_attest::snp::AmdCrl>,
+    /// The operator token from a file the operator provisions (a mounted Kubernetes Secret)
+    /// instead of the one generated at first start in `DATA_DIR/operator.token`.
+    pub operator_token_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -77,6 +80,7 @@ impl Config {
             attester: None,
             sealing: crate::sealing::Sealing::File,
             amd_crls: Vec::new(),
+            operator_token_file: None,
         }
     }
 }
@@ -88,6 +92,9 @@ pub struct Workload {
     pub policy: String,
     /// The service named in the certificate.
     pub service: String,
+    /// The certificate's serial number (hex), as the `attestation-allowed` audit entry that
+    /// issued it records it: tells apart instances of one service (two workers).
+    pub certificate_serial: String,
 }
 
 /// An authenticated KMS caller: an attested service (mTLS) or a policy user (a signature over
@@ -112,6 +119,16 @@ impl Caller {
             Caller::Service(w) => &w.policy,
             Caller::User { policy, .. } => policy,
         }
+    }
+
+    /// `entry` with the caller's policy, principal and, for a service, its certificate serial.
+    fn audit(&self, mut entry: Value) -> Value {
+        entry["policy"] = json!(self.policy());
+        entry["principal"] = json!(self.principal());
+        if let Caller::Service(w) = self {
+            entry["certificate_serial"] = json!(w.certificate_serial);
+        }
+        entry
     }
 
     /// `service:NAME` or `user:NAME`, for logs and the audit log.
@@ -455,7 +472,10 @@ impl Cas {
             format!("{}\n", hex::encode(audit.public_key())),
         )
         .map_err(CasError::io("writing audit-public-key"))?;
-        let operator_token = operator_token(&dir.join("operator.token"))?;
+        let operator_token = match &config.operator_token_file {
+            Some(file) => provisioned_operator_token(file)?,
+            None => operator_token(&dir.join("operator.token"))?,
+        };
         let cas = Cas {
             store,
             audit,
@@ -1134,7 +1154,11 @@ impl Cas {
             .map(|(cert, _)| cert)
             .ok_or_else(|| CasError::Unauthorized(format!("no policy {policy:?}")))?;
         ca::verify_issued_by(leaf, &ca_der, now())?;
-        Ok(Workload { policy, service })
+        Ok(Workload {
+            policy,
+            service,
+            certificate_serial: ca::serial(leaf)?,
+        })
     }
 
     /// Runs a KMS operation for `caller` with the key `key_id` after checking its grants (the
@@ -1163,14 +1187,14 @@ impl Cas {
             self.append(
                 tx,
                 "kms",
-                json!({"policy": caller.policy(), "principal": caller.principal(), "op": op.as_str(), "key": key_id, "allowed": true}),
+                caller.audit(json!({"op": op.as_str(), "key": key_id, "allowed": true})),
             )?;
             Ok(out)
         });
         if let Err(e) = &result {
             self.audit_refusal(
                 "kms",
-                json!({"policy": caller.policy(), "principal": caller.principal(), "op": op.as_str(), "key": key_id, "allowed": false, "reason": e.to_string()}),
+                caller.audit(json!({"op": op.as_str(), "key": key_id, "allowed": false, "reason": e.to_string()})),
             );
         }
         result
@@ -1371,7 +1395,7 @@ fn operator_token(path: &Path) -> Result<Zeroizing<String>, CasError> {
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(CasError::Io {
             context: format!("operator token {}", path.display()),
-            source: std::io::Error::new(
+            error: std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
                 "group or others may access it; use chmod 600",
             ),
@@ -1382,9 +1406,65 @@ fn operator_token(path: &Path) -> Result<Zeroizing<String>, CasError> {
     Ok(Zeroizing::new(text.trim().to_string()))
 }
 
+/// The shortest operator token a provisioned file may hold (32 random bytes in hex are 64).
+const MIN_OPERATOR_TOKEN_LEN: usize = 32;
+
+/// Reads an operator token the operator provisioned: at least 32 characters, and not readable
+/// by others (a Kubernetes Secret volume may add group read for the pod's fsGroup).
+fn provisioned_operator_token(path: &Path) -> Result<Zeroizing<String>, CasError> {
+    let refuse = |reason: &str| CasError::Io {
+        context: format!("operator token {}", path.display()),
+        error: std::io::Error::new(std::io::ErrorKind::InvalidData, reason.to_owned()),
+    };
+    let meta =
+        std::fs::metadata(path).map_err(CasError::io(format!("reading {}", path.display())))?;
+    if meta.permissions().mode() & 0o007 != 0 {
+        return Err(refuse("others may read it; use mode 0400 or 0440"));
+    }
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(CasError::io(format!("reading {}", path.display())))?,
+    );
+    let token = Zeroizing::new(text.trim().to_string());
+    if token.len() < MIN_OPERATOR_TOKEN_LEN {
+        return Err(refuse(&format!(
+            "shorter than {MIN_OPERATOR_TOKEN_LEN} characters; use `openssl rand -hex 32`"
+        )));
+    }
+    Ok(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_provisioned_operator_token_must_be_long_and_not_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&file, text).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let long = "ab".repeat(32);
+        // A Secret volume with an fsGroup: group read is accepted.
+        write(&format!("{long}\n"), 0o440);
+        assert_eq!(provisioned_operator_token(&file).unwrap().as_str(), long);
+        write(&long, 0o444);
+        let e = provisioned_operator_token(&file).unwrap_err().to_string();
+        assert!(
+            e.contains("others may read it") && e.contains("token"),
+            "{e}"
+        );
+        write("short", 0o400);
+        let e = provisioned_operator_token(&file).unwrap_err().to_string();
+        assert!(e.contains("shorter than 32"), "{e}");
+        let e = provisioned_operator_token(&dir.path().join("missing"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing"), "{e}");
+    }
 
     fn fixture(rel: &str) -> Vec<u8> {
         let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))

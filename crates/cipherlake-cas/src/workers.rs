@@ -130,6 +130,7 @@ mod tests {
         Workload {
             policy: policy.into(),
             service: service.into(),
+            certificate_serial: "01".into(),
         }
     }
 

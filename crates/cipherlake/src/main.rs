@@ -71,6 +71,9 @@ enum Command {
     /// Run the whole confidential pipeline on this machine (CAS, LAS, policy, encrypted data,
     /// attested job, encrypted results, audit) and explain what happened.
     Demo(cmd::demo::Args),
+    /// Exit 0 when every given file or socket exists: readiness probes in images without a
+    /// shell (the LAS socket, a worker's --ready-file).
+    Probe(cmd::probe::Args),
 }
 
 impl Command {
@@ -101,6 +104,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo(args) => cmd::demo::run(args).await,
         Command::Worker(args) => cmd::worker::run(args).await,
         Command::Cluster(args) => cmd::cluster::run(args).await,
+        Command::Probe(args) => cmd::probe::run(args),
     }
 }
 

@@ -143,3 +143,44 @@ async fn rsa_decrypt_and_sign_for_always_encrypted() {
         Err(CasError::BadRequest(_))
     ));
 }
+
+#[tokio::test]
+async fn kms_audit_entries_name_the_certificate_each_instance_attested_with() {
+    let env = Env::start().await;
+    env.apply_standard("p").await;
+    let ingest = env.as_user("p", "ingest", &env.user);
+    let wrapped = ingest.kms_wrap("pii", &[7u8; 16]).await.unwrap();
+    // Two instances of one service (two workers): each attests and unwraps once.
+    let first = env.as_service("p", "worker", None).await;
+    let second = env.as_service("p", "worker", None).await;
+    first.kms_unwrap("pii", &wrapped).await.unwrap();
+    second.kms_unwrap("pii", &wrapped).await.unwrap();
+    let log = env.audit().await;
+    let bodies: Vec<serde_json::Value> = log
+        .entries
+        .iter()
+        .map(|e| serde_json::from_str(&e.body).unwrap())
+        .collect();
+    let issued: Vec<&str> = bodies
+        .iter()
+        .filter(|b| b["event"] == "attestation-allowed" && b["service"] == "worker")
+        .map(|b| b["certificate_serial"].as_str().unwrap())
+        .collect();
+    let used: Vec<&str> = bodies
+        .iter()
+        .filter(|b| {
+            b["event"] == "kms" && b["op"] == "unwrap" && b["principal"] == "service:worker"
+        })
+        .map(|b| b["certificate_serial"].as_str().unwrap())
+        .collect();
+    assert_eq!(issued.len(), 2, "{bodies:?}");
+    assert_ne!(issued[0], issued[1]);
+    assert_eq!(used, issued, "each unwrap names its caller's certificate");
+    // A user's call has no certificate.
+    assert!(
+        bodies
+            .iter()
+            .filter(|b| b["event"] == "kms" && b["principal"] == "user:ingest")
+            .all(|b| b.get("certificate_serial").is_none())
+    );
+}

@@ -194,9 +194,15 @@ struct ServeArgs {
     #[arg(long = "tls-name", value_name = "NAME")]
     tls_names: Vec<String>,
     /// The LAS socket from which the CAS gets its own evidence (simulation mode), so
-    /// custodians can check it with `cipherlake cas verify`. Without it the CAS has no evidence.
+    /// custodians can check it with `cipherlake cas verify`; the CAS refuses to start when it
+    /// is given and no attester answers. Without it the CAS looks for a TEE device, else it
+    /// has no evidence.
     #[arg(long, value_name = "PATH")]
     las_socket: Option<PathBuf>,
+    /// Take the operator token from this file (e.g. a mounted Kubernetes Secret; at least 32
+    /// characters, not readable by others) instead of generating DATA_DIR/operator.token.
+    #[arg(long, value_name = "FILE")]
+    operator_token_file: Option<PathBuf>,
     /// Where the CAS, on an Azure confidential VM, fetches its VCEK or TD quote (e.g.
     /// http://169.254.169.254); no default.
     #[arg(long, value_name = "URL")]
@@ -351,6 +357,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.tls_names = args.tls_names;
     }
     config.cert_ttl = std::time::Duration::from_secs(args.cert_ttl);
+    config.operator_token_file = args.operator_token_file.clone();
     for path in &args.amd_crls {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let crl = cipherlake_attest::snp::AmdCrl::parse(&bytes)
@@ -369,6 +376,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         }) {
             Ok(attester) => Some(attester),
+            // Asked for the LAS's evidence: a CAS that clients cannot verify must not start (a
+            // container restarts it until the node's LAS is up).
+            Err(e) if args.las_socket.is_some() => {
+                anyhow::bail!("the CAS cannot get its own evidence for `cas verify`: {e}")
+            }
             Err(e) => {
                 eprintln!("the CAS has no evidence of its own for `cas verify`: {e}");
                 None

@@ -15,6 +15,7 @@ pub mod generated_policy;
 pub mod las;
 pub mod parquet;
 pub mod policy;
+pub mod probe;
 pub mod run;
 pub mod sql;
 pub mod worker;

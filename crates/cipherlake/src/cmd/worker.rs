@@ -50,6 +50,10 @@ pub struct Args {
     workload: WorkloadArgs,
     #[command(flatten)]
     serve: ServeArgs,
+    /// Once attested, serving and registered, write the worker's URL to this file (for a
+    /// readiness probe: `cipherlake probe FILE`); it is removed when the worker stops.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
 }
 
 /// Where and how a worker serves.
@@ -267,7 +271,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "worker {} attested and registered with the CAS; SIGTERM or Ctrl-C stops it",
         worker.url
     );
+    if let Some(file) = &args.ready_file {
+        super::demo::write_atomically(file, format!("{}\n", worker.url).as_bytes(), 0o644)?;
+    }
     let signal = shutdown_signal().await?;
     eprintln!("{signal}: deregistering and stopping");
+    if let Some(file) = &args.ready_file {
+        let _ = std::fs::remove_file(file);
+    }
     worker.stop().await
 }

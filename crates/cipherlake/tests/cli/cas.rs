@@ -295,3 +295,69 @@ fn a_recovery_key_pair_is_created_private_and_never_overwritten() {
     assert!(err.contains("creating"), "{err}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), private);
 }
+
+/// `cas serve` on a fresh data directory with `extra` options: it must stop with exit status 1
+/// before serving; returns its one `error:` line (notes may precede it).
+fn serve_refused(dir: &std::path::Path, extra: &[&str]) -> String {
+    let data = dir.join("cas");
+    let mut args = vec![
+        "cas",
+        "serve",
+        "--data-dir",
+        path(&data),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let out = cipherlake(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(!stderr.contains("CAS serving"), "{stderr}");
+    errors[0].to_owned()
+}
+
+#[test]
+fn a_cas_asked_for_las_evidence_does_not_start_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-las.sock");
+    let refused = serve_refused(dir.path(), &["--las-socket", path(&missing)]);
+    assert!(
+        refused.contains("cannot get its own evidence") && refused.contains("no-las.sock"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_provisioned_operator_token_must_not_be_world_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "ab".repeat(32)).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = serve_refused(dir.path(), &["--operator-token-file", path(&token)]);
+    assert!(refused.contains("others may read it"), "{refused}");
+    assert_eq!(
+        refused.matches("others may read it").count(),
+        1,
+        "said once: {refused}"
+    );
+}
+
+#[test]
+fn probe_succeeds_only_when_every_path_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    std::fs::write(&ready, "https://127.0.0.1:1\n").unwrap();
+    ok(&["probe", path(&ready)]);
+    let missing = dir.path().join("las.sock");
+    let refused = fails(&["probe", path(&ready), path(&missing)]);
+    assert!(
+        refused.contains("not ready") && refused.contains("las.sock"),
+        "{refused}"
+    );
+}

@@ -87,6 +87,8 @@ fn start_worker(bed: &Testbed, listen: &str, log: &Path) -> Result<Worker, Strin
             "32",
             "--spill-dir",
             path(&bed.dir.path().join("spill")),
+            "--ready-file",
+            path(&log.with_extension("ready")),
         ])
         .stdout(Stdio::piped())
         .stderr(log_file)
@@ -225,6 +227,11 @@ fn workers_run_jobs_like_one_process_and_fail_cleanly() {
 
     let w1 = start_worker(&bed, "127.0.0.1:0", &d.join("worker-1.log")).unwrap();
     let w2 = start_worker(&bed, "127.0.0.1:0", &d.join("worker-2.log")).unwrap();
+    // Attested, serving and registered: the ready file (a readiness probe's) holds the URL.
+    wait_for("worker-1's ready file", || {
+        std::fs::read_to_string(d.join("worker-1.ready"))
+            .is_ok_and(|u| u.trim().trim_end_matches('/') == w1.url)
+    });
 
     // Single process, a fixed list, and the CAS's list give the same results.
     let (success, single, stderr) = run_job(&bed, &job, &[]);
@@ -325,6 +332,10 @@ fn a_worker_whose_attestation_is_refused_does_not_start() {
         .err()
         .expect("the worker must not start");
     assert!(err.contains("exit status: 1"), "{err}");
+    assert!(
+        !bed.dir.path().join("worker.ready").exists(),
+        "a refused worker never reports ready"
+    );
     assert!(
         err.contains("the worker cannot start without a successful attestation")
             && err.contains("measurement"),
