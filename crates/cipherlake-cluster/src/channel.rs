@@ -25,6 +25,7 @@ use rustls::pki_types::ServerName;
 use tonic::transport::Endpoint;
 use url::Url;
 
+use crate::runtime::SpawnOn;
 use crate::tls::WORKER_SERVER_NAME;
 
 /// Time allowed for the TCP connection and the TLS handshake to a worker. Generous: a worker
@@ -41,14 +42,20 @@ pub(crate) const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct MtlsChannelResolver {
     tls: Arc<ArcSwap<ClientConfig>>,
+    /// Where channels' connection tasks run: the runtime that made the resolver, not the
+    /// query runtime a worker first uses a channel from. None when made outside a runtime:
+    /// connections then run where they are first dialed.
+    connections: Option<SpawnOn>,
     channels: Arc<Mutex<HashMap<Url, grpc::BoxCloneSyncChannel>>>,
 }
 
 impl MtlsChannelResolver {
-    /// A resolver dialing with `tls` (see [`crate::tls::Identity::client_config`]).
+    /// A resolver dialing with `tls` (see [`crate::tls::Identity::client_config`]); its
+    /// connections run on the current runtime, if any.
     pub fn new(tls: Arc<ClientConfig>) -> Self {
         MtlsChannelResolver {
             tls: Arc::new(ArcSwap::new(tls)),
+            connections: tokio::runtime::Handle::try_current().ok().map(SpawnOn),
             channels: Arc::default(),
         }
     }
@@ -85,12 +92,15 @@ impl MtlsChannelResolver {
             }
         };
         // tonic sees plain http://: TLS happens inside the connector below.
-        let endpoint = Endpoint::from_shared(format!("http://{host}:{port}"))
+        let mut endpoint = Endpoint::from_shared(format!("http://{host}:{port}"))
             .map_err(|e| DataFusionError::Configuration(format!("worker URL {url}: {e}")))?
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
             .tcp_nodelay(true);
+        if let Some(connections) = &self.connections {
+            endpoint = endpoint.executor(connections.clone());
+        }
         let tls = Arc::clone(&self.tls);
         let address = format!("{host}:{port}");
         let connector = tower::service_fn(move |_: http::Uri| {

@@ -9,11 +9,13 @@
 //! - [`worker`]: the worker server;
 //! - [`driver`]: the distributed session and its worker list;
 //! - [`registry`]: workers registering with the CAS, drivers following the live list;
-//! - [`scan_crypto`]: the rewrite giving each worker's Parquet scans its own KMS.
+//! - [`scan_crypto`]: the rewrite giving each worker's Parquet scans its own KMS;
+//! - `runtime`: query work on a runtime of its own, connections on the caller's.
 
 pub mod channel;
 pub mod driver;
 pub mod registry;
+mod runtime;
 pub mod scan_crypto;
 pub mod tls;
 pub mod worker;

@@ -1,7 +1,9 @@
 //! A worker: serves DataFusion plan fragments (datafusion-distributed's worker service) over
-//! mTLS. Its tasks run on one runtime built from the worker's own session options: its object
-//! stores, its encrypted spill files, its memory limit, and its KMS (keys are unwrapped with
-//! the worker's certificate; nothing key-related arrives with a plan).
+//! mTLS. Its tasks run with one DataFusion runtime environment built from the worker's own
+//! session options: its object stores, its encrypted spill files, its memory limit, and its
+//! KMS (keys are unwrapped with the worker's certificate; nothing key-related arrives with a
+//! plan). They compute on a Tokio runtime of their own, so the worker's connections keep
+//! answering while they do ([`crate::runtime`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use url::Url;
 
 use crate::ClusterError;
 use crate::channel::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MtlsChannelResolver};
+use crate::runtime::{OnRuntime, QueryRuntime};
 use crate::scan_crypto::WorkerScanRewrite;
 use crate::tls::Identity;
 
@@ -57,6 +60,8 @@ pub struct WorkerHandle {
     workers: Vec<String>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), ClusterError>>,
+    /// Declared last: dropped after the server task's handle, shut down without waiting.
+    _query: QueryRuntime,
 }
 
 impl WorkerHandle {
@@ -106,7 +111,8 @@ pub fn worker_url(host: &str, port: u16) -> Result<Url, ClusterError> {
     }
 }
 
-/// Serves the worker service on `listener` until stopped.
+/// Serves the worker service on `listener` until stopped: connections on the current
+/// runtime, query work on a runtime of as many threads as the machine has cores.
 pub fn serve(listener: TcpListener, options: WorkerOptions) -> Result<WorkerHandle, ClusterError> {
     let addr = listener
         .local_addr()
@@ -118,6 +124,9 @@ pub fn serve(listener: TcpListener, options: WorkerOptions) -> Result<WorkerHand
     let channels =
         MtlsChannelResolver::new(identity.client_config(identity.peer_check(&options.workers))?);
     let worker = worker_service(&options.session, channels.clone())?;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let query = QueryRuntime::new(threads)?;
+    let service = OnRuntime::new(worker.into_worker_server(), query.handle());
     let (stop, stopped) = watch::channel(false);
     let (incoming_tx, incoming) = mpsc::channel(64);
     tokio::spawn(accept_loop(
@@ -131,7 +140,7 @@ pub fn serve(listener: TcpListener, options: WorkerOptions) -> Result<WorkerHand
         Server::builder()
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-            .add_service(worker.into_worker_server())
+            .add_service(service)
             .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async move {
                 let _ = signal.wait_for(|stop| *stop).await;
             })
@@ -147,6 +156,7 @@ pub fn serve(listener: TcpListener, options: WorkerOptions) -> Result<WorkerHand
         workers: options.workers,
         stop,
         task,
+        _query: query,
     })
 }
 
