@@ -7,6 +7,7 @@ pub mod encryption;
 pub mod error;
 pub mod job;
 pub mod output;
+pub mod runtime_settings;
 pub mod script;
 pub mod session;
 pub mod spill;

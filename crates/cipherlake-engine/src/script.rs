@@ -7,6 +7,7 @@ use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 use crate::error::{EngineError, one_line};
+use crate::runtime_settings::apply_runtime_setting;
 
 /// The result of one statement.
 #[derive(Debug)]
@@ -78,9 +79,13 @@ pub async fn run_script(
             .statement_to_plan(statement)
             .await
             .map_err(fail)?;
-        let df = ctx.execute_logical_plan(plan).await.map_err(fail)?;
-        let has_columns = !df.schema().fields().is_empty();
-        let batches = df.collect().await.map_err(fail)?;
+        let (batches, has_columns) = if apply_runtime_setting(ctx, &plan).map_err(fail)? {
+            (Vec::new(), false)
+        } else {
+            let df = ctx.execute_logical_plan(plan).await.map_err(fail)?;
+            let has_columns = !df.schema().fields().is_empty();
+            (df.collect().await.map_err(fail)?, has_columns)
+        };
         on_result(StatementOutput {
             index: i + 1,
             summary: summary.clone(),

@@ -12,7 +12,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::DeltaTableFactory;
 
 use crate::encryption::{FACTORY_ID, KmsEncryptionFactory};
-use crate::spill::EncryptedTempFileFactory;
+use crate::spill::{EncryptedTempFileFactory, SpillLimit};
 use crate::stores::{CloudStores, StoreConfig};
 
 /// Options for a new session.
@@ -28,6 +28,10 @@ pub struct SessionOptions {
     /// Directory in which the session's encrypted spill directory is created (the operating
     /// system's temporary directory when `None`).
     pub spill_dir: Option<PathBuf>,
+    /// The most bytes the encrypted spill files may hold on disk at once (DataFusion's
+    /// `max_temp_directory_size`, 100 GiB by default); `SET
+    /// datafusion.runtime.max_temp_directory_size` changes it for one session.
+    pub spill_limit: u64,
     /// Settings of the Azure and S3 stores behind `az://`, `abfss://`, `s3://` … table URLs.
     pub stores: StoreConfig,
 }
@@ -39,6 +43,7 @@ impl std::fmt::Debug for SessionOptions {
             .field("kms", &self.kms.as_ref().map(|_| "configured"))
             .field("memory_limit", &self.memory_limit)
             .field("spill_dir", &self.spill_dir)
+            .field("spill_limit", &self.spill_limit)
             .field("stores", &self.stores)
             .finish()
     }
@@ -51,6 +56,7 @@ impl Default for SessionOptions {
             kms: None,
             memory_limit: None,
             spill_dir: None,
+            spill_limit: SpillLimit::default().max(),
             stores: StoreConfig::default(),
         }
     }
@@ -66,7 +72,8 @@ impl Default for SessionOptions {
 /// - encrypted Parquet is read with no options (keys come from each file's key metadata
 ///   through [`SessionOptions::kms`]) and written with the factory options of
 ///   [`crate::encryption`];
-/// - every spill file is encrypted under a random in-memory key ([`crate::spill`]);
+/// - every spill file is encrypted under a random in-memory key ([`crate::spill`]), and SQL
+///   cannot change that or lift the operator's limits ([`crate::runtime_settings`]);
 /// - Azure and S3 table URLs open their stores from [`SessionOptions::stores`]
 ///   ([`crate::stores`]).
 pub fn new_session(options: &SessionOptions) -> SessionContext {
@@ -82,9 +89,11 @@ pub fn session_builder(options: &SessionOptions) -> SessionStateBuilder {
     config.options_mut().sql_parser.enable_ident_normalization = false;
     let mut table_options = TableOptions::default_from_session_config(config.options());
     table_options.parquet.crypto.factory_id = Some(FACTORY_ID.to_owned());
+    let spill_limit = Arc::new(SpillLimit::new(options.spill_limit));
+    let config = config.with_extension(Arc::clone(&spill_limit));
     SessionStateBuilder::new()
         .with_config(config)
-        .with_runtime_env(build_runtime(options))
+        .with_runtime_env(runtime(options, spill_limit))
         .with_table_options(table_options)
         .with_default_features()
         .with_table_factory("DELTATABLE".to_string(), Arc::new(DeltaTableFactory {}))
@@ -94,8 +103,13 @@ pub fn session_builder(options: &SessionOptions) -> SessionStateBuilder {
 /// object stores of [`SessionOptions::stores`], encrypted spill files, the memory limit, and
 /// the encryption factory [`FACTORY_ID`] on [`SessionOptions::kms`].
 pub fn build_runtime(options: &SessionOptions) -> Arc<RuntimeEnv> {
+    runtime(options, Arc::new(SpillLimit::new(options.spill_limit)))
+}
+
+/// [`build_runtime`] with spill files counted against `spill_limit`.
+fn runtime(options: &SessionOptions, spill_limit: Arc<SpillLimit>) -> Arc<RuntimeEnv> {
     let spill = DiskManagerBuilder::default().with_mode(DiskManagerMode::Custom(Arc::new(
-        EncryptedTempFileFactory::new(options.spill_dir.clone()),
+        EncryptedTempFileFactory::new(options.spill_dir.clone(), spill_limit),
     )));
     let mut runtime = RuntimeEnvBuilder::new()
         .with_disk_manager_builder(spill)

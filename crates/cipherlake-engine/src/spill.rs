@@ -15,6 +15,10 @@
 //! number, so frames cannot be moved between positions or files. The number of frames
 //! sealed is kept in memory and a reader reads exactly that many: a truncated, reordered,
 //! substituted or modified file fails with an error naming the file.
+//!
+//! DataFusion enforces `datafusion.runtime.max_temp_directory_size` only on its own temporary
+//! files, so the factory enforces it itself: every file's frames count against one
+//! [`SpillLimit`] per session, and a frame that would exceed it fails the spill.
 
 use std::fmt;
 use std::io::Write;
@@ -26,7 +30,9 @@ use std::sync::{Arc, Mutex};
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use bytes::Bytes;
+use datafusion::common::human_readable_size;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::disk_manager::DEFAULT_MAX_TEMP_DIRECTORY_SIZE;
 use datafusion::execution::{SpillFile, SpillWriter, TempFileFactory};
 use futures::Stream;
 use tempfile::{NamedTempFile, TempDir};
@@ -36,10 +42,71 @@ use zeroize::Zeroizing;
 /// Plaintext bytes per frame (a frame is also sealed at every flush).
 pub const FRAME_SIZE: usize = 256 * 1024;
 
+/// How many bytes a session's spill files may hold on disk at once, and how many they hold:
+/// the session's `datafusion.runtime.max_temp_directory_size` (100 GiB by default, as
+/// DataFusion's). The maximum can change while files exist; it applies to the next frame.
+#[derive(Debug)]
+pub struct SpillLimit {
+    max: AtomicU64,
+    used: AtomicU64,
+}
+
+impl Default for SpillLimit {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_TEMP_DIRECTORY_SIZE)
+    }
+}
+
+impl SpillLimit {
+    /// A limit of `max` bytes, none used.
+    pub fn new(max: u64) -> Self {
+        Self {
+            max: AtomicU64::new(max),
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Changes the maximum.
+    pub fn set_max(&self, max: u64) {
+        self.max.store(max, Ordering::Relaxed);
+    }
+
+    /// The maximum in bytes.
+    pub fn max(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the session's spill files hold now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Counts `bytes` more, unless that would exceed the maximum.
+    fn reserve(&self, bytes: u64) -> std::io::Result<()> {
+        let max = self.max();
+        let before = self.used.fetch_add(bytes, Ordering::AcqRel);
+        if before.saturating_add(bytes) > max {
+            self.used.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(std::io::Error::other(format!(
+                "the encrypted spill files would exceed the session's limit of {} \
+                 (datafusion.runtime.max_temp_directory_size, or the worker's --spill-limit)",
+                human_readable_size(usize::try_from(max).unwrap_or(usize::MAX))
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts `bytes` fewer (a file was deleted).
+    fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
 /// Creates encrypted spill files in a private temporary directory. The key and the directory
 /// are made on the first spill, so sessions that never spill touch neither.
 pub struct EncryptedTempFileFactory {
     parent: Option<PathBuf>,
+    limit: Arc<SpillLimit>,
     ready: Mutex<Option<Arc<Ready>>>,
     next_file: AtomicU64,
 }
@@ -54,16 +121,19 @@ impl fmt::Debug for EncryptedTempFileFactory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EncryptedTempFileFactory")
             .field("parent", &self.parent)
+            .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
 }
 
 impl EncryptedTempFileFactory {
     /// A factory creating files in a new directory inside `parent` (the operating system's
-    /// temporary directory when `None`), under a random key generated on first use.
-    pub fn new(parent: Option<PathBuf>) -> Self {
+    /// temporary directory when `None`), under a random key generated on first use, holding
+    /// at most what `limit` allows.
+    pub fn new(parent: Option<PathBuf>, limit: Arc<SpillLimit>) -> Self {
         Self {
             parent,
+            limit,
             ready: Mutex::new(None),
             next_file: AtomicU64::new(0),
         }
@@ -123,6 +193,7 @@ impl TempFileFactory for EncryptedTempFileFactory {
                 file,
                 cipher: Arc::clone(&ready.cipher),
                 _dir: Arc::clone(&ready),
+                limit: Arc::clone(&self.limit),
                 number: self.next_file.fetch_add(1, Ordering::Relaxed),
                 frames: AtomicU32::new(0),
                 size: AtomicU64::new(0),
@@ -138,6 +209,8 @@ struct FileState {
     cipher: Arc<Aes256Gcm>,
     /// Keeps the directory alive while the file exists.
     _dir: Arc<Ready>,
+    /// What the file's frames count against.
+    limit: Arc<SpillLimit>,
     number: u64,
     frames: AtomicU32,
     size: AtomicU64,
@@ -154,6 +227,12 @@ impl FileState {
 
     fn path(&self) -> PathBuf {
         self.file.path().to_owned()
+    }
+}
+
+impl Drop for FileState {
+    fn drop(&mut self) {
+        self.limit.release(self.size.load(Ordering::Acquire));
     }
 }
 
@@ -236,7 +315,11 @@ impl FrameWriter {
         let mut out = Vec::with_capacity(4 + ciphertext.len());
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&ciphertext);
-        self.file.write_all(&out)?;
+        self.state.limit.reserve(out.len() as u64)?;
+        if let Err(e) = self.file.write_all(&out) {
+            self.state.limit.release(out.len() as u64);
+            return Err(e);
+        }
         self.state
             .size
             .fetch_add(out.len() as u64, Ordering::AcqRel);

@@ -5,10 +5,12 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use cipherlake_engine::script::run_script;
 use cipherlake_engine::session::{SessionOptions, new_session};
-use cipherlake_engine::spill::EncryptedTempFileFactory;
+use cipherlake_engine::spill::{EncryptedTempFileFactory, SpillLimit};
 use datafusion::execution::TempFileFactory;
 use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use super::canary_watch::watch;
@@ -23,18 +25,28 @@ fn spill_count(plan: &Arc<dyn ExecutionPlan>) -> usize {
     own + plan.children().into_iter().map(spill_count).sum::<usize>()
 }
 
-async fn run_spilling(sql: &str) {
-    let dir = tempfile::tempdir().unwrap();
+/// A session over 150,000 sample rows whose 8 MiB memory limit makes sorts and aggregations
+/// spill into `dir`, after running `setup` as a job's script would.
+async fn spilling_session(dir: &std::path::Path, setup: &str) -> SessionContext {
     let ctx = new_session(&SessionOptions {
         target_partitions: 1,
         memory_limit: Some(8 * 1024 * 1024),
-        spill_dir: Some(dir.path().to_owned()),
+        spill_dir: Some(dir.to_owned()),
         ..SessionOptions::default()
     });
     register_sample(&ctx, 150_000);
-    ctx.sql("SET datafusion.execution.sort_spill_reservation_bytes = 524288")
+    let script = format!("SET datafusion.execution.sort_spill_reservation_bytes = 524288; {setup}");
+    run_script(&ctx, &script, &mut |_| Ok(()))
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{setup}: {e}"));
+    ctx
+}
+
+/// Runs `sql` after `setup`: it must spill, into the session's spill directory, and never the
+/// canary in plaintext.
+async fn run_spilling_after(setup: &str, sql: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = spilling_session(dir.path(), setup).await;
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(AtomicUsize::new(0));
     let watcher = watch(
@@ -59,8 +71,29 @@ async fn run_spilling(sql: &str) {
     assert!(spill_count(&plan) > 0, "{sql}: nothing spilled");
     assert!(
         seen.load(Ordering::Relaxed) > 0,
-        "{sql}: no spill file observed"
+        "{sql}: no spill file observed in the encrypted spill directory"
     );
+}
+
+async fn run_spilling(sql: &str) {
+    run_spilling_after("", sql).await;
+}
+
+/// Spill files left in the session's spill directory.
+fn spill_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    walkdir(dir).into_iter().filter(|p| p.is_file()).collect()
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        }
+        out.push(path);
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +109,7 @@ async fn aggregation_spills_only_ciphertext() {
 #[tokio::test]
 async fn spill_file_round_trips_while_written_and_detects_tampering() {
     let dir = tempfile::tempdir().unwrap();
-    let factory = EncryptedTempFileFactory::new(Some(dir.path().to_owned()));
+    let factory = EncryptedTempFileFactory::new(Some(dir.path().to_owned()), Arc::default());
     let file = factory.create_temp_file("test").unwrap();
     let mut writer = file.open_writer().unwrap();
     assert!(file.open_writer().is_err(), "a second writer is refused");
@@ -119,4 +152,125 @@ async fn spill_file_round_trips_while_written_and_detects_tampering() {
     drop(writer);
     drop(file);
     assert!(!path.exists(), "spill file deleted when dropped");
+}
+
+/// DataFusion applies `SET`/`RESET datafusion.runtime.max_temp_directory_size` by rebuilding
+/// the disk manager from defaults, which would spill in plaintext to the system's temporary
+/// directory. In a cipherlake session it sets the encrypted spill limit instead, and spills
+/// stay encrypted where the operator put them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_spill_limit_keeps_spills_encrypted() {
+    let sort = "SELECT note, city, amount FROM src ORDER BY note DESC";
+    run_spilling_after(
+        "SET datafusion.runtime.max_temp_directory_size = '10G'",
+        sort,
+    )
+    .await;
+    run_spilling_after("RESET datafusion.runtime.max_temp_directory_size", sort).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_spilling_beyond_the_limit_fails_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = spilling_session(
+        dir.path(),
+        "SET datafusion.runtime.max_temp_directory_size = '64K'",
+    )
+    .await;
+    let err = run_script(
+        &ctx,
+        "SELECT note, city, amount FROM src ORDER BY note DESC",
+        &mut |_| Ok(()),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("would exceed the session's limit of 64.0 KB"),
+        "{err}"
+    );
+    assert!(
+        err.contains("datafusion.runtime.max_temp_directory_size"),
+        "{err}"
+    );
+    assert_eq!(spill_files(dir.path()), Vec::<std::path::PathBuf>::new());
+}
+
+#[tokio::test]
+async fn sql_cannot_move_spills_or_lift_the_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = spilling_session(dir.path(), "").await;
+    for (statement, reason) in [
+        (
+            "SET datafusion.runtime.temp_directory = '/tmp'",
+            "--spill-dir",
+        ),
+        ("RESET datafusion.runtime.temp_directory", "--spill-dir"),
+        (
+            "SET DataFusion.Runtime.Temp_Directory = '/tmp'",
+            "--spill-dir",
+        ),
+        (
+            "SET datafusion.runtime.memory_limit = '100G'",
+            "--memory-limit",
+        ),
+        ("RESET datafusion.runtime.memory_limit", "--memory-limit"),
+        (
+            "SET datafusion.runtime.no_such_setting = '1'",
+            "not a runtime setting",
+        ),
+    ] {
+        let err = run_script(&ctx, statement, &mut |_| Ok(()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cannot be changed from SQL"),
+            "{statement}: {err}"
+        );
+        assert!(err.contains(reason), "{statement}: {err}");
+    }
+}
+
+/// The cache limits keep the disk manager and the memory pool: DataFusion applies them, and
+/// the session still spills, encrypted, into its own directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_settings_keep_spills_encrypted() {
+    run_spilling_after(
+        "SET datafusion.runtime.metadata_cache_limit = '10M'",
+        "SELECT note, city, amount FROM src ORDER BY note DESC",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_limit_counts_every_file_and_frees_deleted_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = Arc::new(SpillLimit::new(600 * 1024));
+    let factory = EncryptedTempFileFactory::new(Some(dir.path().to_owned()), Arc::clone(&limit));
+    let first = factory.create_temp_file("first").unwrap();
+    let second = factory.create_temp_file("second").unwrap();
+    let frame = vec![7u8; 256 * 1024];
+    let mut a = first.open_writer().unwrap();
+    a.write_all(&frame).unwrap();
+    a.finish().unwrap();
+    let mut b = second.open_writer().unwrap();
+    b.write_all(&frame).unwrap();
+    b.finish().unwrap();
+    assert_eq!(limit.used(), first.size().unwrap() + second.size().unwrap());
+    // A third frame would pass 600 KiB in total, though each file alone is below it.
+    let err = b.write_all(&frame).unwrap_err().to_string();
+    assert!(err.contains("would exceed the session's limit"), "{err}");
+    drop(a);
+    drop(first);
+    assert_eq!(
+        limit.used(),
+        second.size().unwrap(),
+        "a deleted file's bytes are freed"
+    );
+    b.write_all(&frame).unwrap();
+    b.finish().unwrap();
+    drop(b);
+    drop(second);
+    assert_eq!(limit.used(), 0);
 }

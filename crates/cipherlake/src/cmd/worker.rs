@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// Directory for the encrypted spill files [default: the system temporary directory].
     #[arg(long, value_name = "DIR")]
     pub spill_dir: Option<PathBuf>,
+    /// The most the encrypted spill files may hold on disk at once, in MiB; a query that
+    /// would spill more fails [default: 102400, DataFusion's 100 GiB].
+    #[arg(long, value_name = "MIB")]
+    pub spill_limit: Option<u64>,
 }
 
 /// The service a worker attests as when none is given.
@@ -129,6 +133,12 @@ impl AttestedWorker {
                     })
                     .transpose()?,
                 spill_dir: args.spill_dir.clone(),
+                spill_limit: match args.spill_limit {
+                    Some(mib) => mib
+                        .checked_mul(1024 * 1024)
+                        .context("--spill-limit is too large")?,
+                    None => SessionOptions::default().spill_limit,
+                },
                 ..SessionOptions::default()
             },
             workers: vec![identity.service().to_owned()],

@@ -288,6 +288,7 @@ async fn start_workers(services: &Services, count: usize) -> anyhow::Result<Vec<
         clients: Vec::new(),
         memory_limit: None,
         spill_dir: None,
+        spill_limit: None,
     };
     let mut workers = Vec::with_capacity(count);
     for _ in 0..count {
