@@ -36,7 +36,9 @@ pub use json::{KeyMaterial, Wrapping};
 pub use kms::{KeyListError, KmsClient, KmsError, LocalKms};
 pub use local::{LocalWrapError, decrypt_key_locally, encrypt_key_locally};
 pub use unwrapper::FileKeyUnwrapper;
-pub use wrapper::{DataKey, DataKeyLength, FileKeyWrapper, KeyWrappingOptions};
+pub use wrapper::{
+    DataKey, DataKeyLength, FileKeyWrapper, KEK_LIFETIME, KeyWrappingOptions, WriterKeks,
+};
 
 /// The only key material type defined by the Parquet key management tools.
 pub const KEY_MATERIAL_TYPE_PKMT1: &str = "PKMT1";

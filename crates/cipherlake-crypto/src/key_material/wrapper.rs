@@ -2,9 +2,9 @@
 //! `FileKeyWrapper`, Arrow C++'s `file_key_wrapper.cc`).
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use zeroize::Zeroizing;
@@ -79,44 +79,140 @@ impl fmt::Debug for DataKey {
     }
 }
 
-/// A KEK made for one master key during the lifetime of a [`FileKeyWrapper`].
+/// A KEK made for one master key, shared by the files of one write ([`WriterKeks`]).
 struct WriterKek {
     key: Zeroizing<[u8; KEK_LENGTH]>,
     id: [u8; KEK_ID_LENGTH],
     encoded_id: String,
     wrapped: String,
+    made: Instant,
+}
+
+/// How long a KEK is reused by default: parquet-java's
+/// `parquet.encryption.cache.lifetime.seconds` (600 s).
+pub const KEK_LIFETIME: Duration = Duration::from_secs(600);
+
+/// The KEKs of one write, shared by the [`FileKeyWrapper`]s of its files (parquet-java's KEK
+/// write cache): the first file that needs a KEK under a master key makes one and has the KMS
+/// wrap it; later files reuse it until it is older than the lifetime. A write of a thousand
+/// files thus makes one KMS call per master key, and a reader unwraps one KEK per master key
+/// ([`super::FileKeyUnwrapper`] caches them). KEKs are zeroized when the last wrapper and
+/// the cache drop them.
+///
+/// Use one cache per KMS client: a KEK is wrapped by the KMS of the wrapper that made it.
+#[derive(Clone)]
+pub struct WriterKeks {
+    keks: Arc<Mutex<HashMap<KekScope, Arc<WriterKek>>>>,
+    lifetime: Duration,
+}
+
+/// What a KEK is made for: one master key of one KMS instance.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct KekScope {
+    kms_instance_id: String,
+    kms_instance_url: String,
+    master_key_id: String,
+}
+
+impl Default for WriterKeks {
+    fn default() -> Self {
+        Self::new(KEK_LIFETIME)
+    }
+}
+
+impl fmt::Debug for WriterKeks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keks = self.keks.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("WriterKeks")
+            .field(
+                "master_key_ids",
+                &keks
+                    .keys()
+                    .map(|scope| &scope.master_key_id)
+                    .collect::<Vec<_>>(),
+            )
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
+}
+
+impl WriterKeks {
+    /// An empty cache whose KEKs are reused for `lifetime` after they are made.
+    pub fn new(lifetime: Duration) -> Self {
+        Self {
+            keks: Arc::default(),
+            lifetime,
+        }
+    }
+
+    /// The KEK for `scope`, made and wrapped through `kms` if there is none or it expired.
+    /// The lock is held across the KMS call, so concurrent writers wait for one KEK rather
+    /// than making one each.
+    fn get_or_make(
+        &self,
+        scope: KekScope,
+        kms: &dyn KmsClient,
+    ) -> Result<Arc<WriterKek>, KeyMaterialError> {
+        let mut keks = self.keks.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(kek) = keks.get(&scope)
+            && kek.made.elapsed() < self.lifetime
+        {
+            return Ok(Arc::clone(kek));
+        }
+        let mut key = Zeroizing::new([0u8; KEK_LENGTH]);
+        random_bytes(key.as_mut_slice())?;
+        let mut id = [0u8; KEK_ID_LENGTH];
+        random_bytes(&mut id)?;
+        let wrapped = kms
+            .wrap_key(key.as_slice(), &scope.master_key_id)
+            .map_err(KeyMaterialError::Wrap)?;
+        let kek = Arc::new(WriterKek {
+            key,
+            id,
+            encoded_id: BASE64.encode(id),
+            wrapped,
+            made: Instant::now(),
+        });
+        keks.insert(scope, Arc::clone(&kek));
+        Ok(kek)
+    }
 }
 
 /// Generates DEKs and their PKMT1 key metadata for one Parquet file writer.
 ///
 /// With double wrapping, the first key asked for under a master key creates a random 16-byte
 /// KEK and a random 16-byte KEK id and has the KMS wrap the KEK; later keys under the same master
-/// key reuse it (one KMS call per master key and file). Each DEK is then encrypted with
-/// AES-GCM under the KEK with the raw KEK id as AAD, exactly as parquet-java and Arrow C++ do.
-/// KEKs are zeroized when the wrapper is dropped.
+/// key reuse it: in this file, and in the other files of the write when they share
+/// [`WriterKeks`]. Each DEK is then encrypted with AES-GCM under the KEK with the raw KEK id
+/// as AAD, exactly as parquet-java and Arrow C++ do.
 pub struct FileKeyWrapper {
     kms: Arc<dyn KmsClient>,
     options: KeyWrappingOptions,
-    keks: HashMap<String, WriterKek>,
+    keks: WriterKeks,
 }
 
 impl fmt::Debug for FileKeyWrapper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileKeyWrapper")
             .field("options", &self.options)
-            .field("kek_master_key_ids", &self.keks.keys().collect::<Vec<_>>())
+            .field("keks", &self.keks)
             .finish_non_exhaustive()
     }
 }
 
 impl FileKeyWrapper {
-    /// A wrapper using `kms` with the given options.
+    /// A wrapper using `kms` with the given options, whose KEKs serve this file only.
     pub fn new(kms: Arc<dyn KmsClient>, options: KeyWrappingOptions) -> Self {
-        Self {
-            kms,
-            options,
-            keks: HashMap::new(),
-        }
+        Self::with_keks(kms, options, WriterKeks::default())
+    }
+
+    /// A wrapper using `kms` with the given options and the KEKs of a write of several files.
+    pub fn with_keks(
+        kms: Arc<dyn KmsClient>,
+        options: KeyWrappingOptions,
+        keks: WriterKeks,
+    ) -> Self {
+        Self { kms, options, keks }
     }
 
     /// The options this wrapper was made with.
@@ -200,25 +296,12 @@ impl FileKeyWrapper {
         Ok(DataKey { key, key_metadata })
     }
 
-    fn kek_for(&mut self, master_key_id: &str) -> Result<&WriterKek, KeyMaterialError> {
-        match self.keks.entry(master_key_id.to_owned()) {
-            Entry::Occupied(entry) => Ok(entry.into_mut()),
-            Entry::Vacant(entry) => {
-                let mut key = Zeroizing::new([0u8; KEK_LENGTH]);
-                random_bytes(key.as_mut_slice())?;
-                let mut id = [0u8; KEK_ID_LENGTH];
-                random_bytes(&mut id)?;
-                let wrapped = self
-                    .kms
-                    .wrap_key(key.as_slice(), master_key_id)
-                    .map_err(KeyMaterialError::Wrap)?;
-                Ok(entry.insert(WriterKek {
-                    key,
-                    id,
-                    encoded_id: BASE64.encode(id),
-                    wrapped,
-                }))
-            }
-        }
+    fn kek_for(&mut self, master_key_id: &str) -> Result<Arc<WriterKek>, KeyMaterialError> {
+        let scope = KekScope {
+            kms_instance_id: self.options.kms_instance_id.clone(),
+            kms_instance_url: self.options.kms_instance_url.clone(),
+            master_key_id: master_key_id.to_owned(),
+        };
+        self.keks.get_or_make(scope, self.kms.as_ref())
     }
 }

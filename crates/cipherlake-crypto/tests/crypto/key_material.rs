@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use cipherlake_crypto::key_material::{
     DataKeyLength, FileKeyUnwrapper, FileKeyWrapper, KeyMaterial, KeyMaterialError,
-    KeyWrappingOptions, KmsClient, KmsError, LocalKms, LocalWrapError, Wrapping,
+    KeyWrappingOptions, KmsClient, KmsError, LocalKms, LocalWrapError, Wrapping, WriterKeks,
 };
 use serde_json::Value;
 use zeroize::Zeroizing;
@@ -627,4 +627,72 @@ fn types_are_shareable_across_threads() {
     assert_send_sync::<LocalKms>();
     assert_send_sync::<Arc<dyn KmsClient>>();
     assert_send_sync::<KeyMaterialError>();
+}
+
+#[test]
+fn the_files_of_one_write_share_keks_until_they_expire() {
+    let kms = CountingKms::new();
+    let keks = WriterKeks::default();
+    let files: Vec<_> = (0..3)
+        .map(|_| {
+            let mut wrapper =
+                FileKeyWrapper::with_keks(kms.clone(), KeyWrappingOptions::default(), keks.clone());
+            let footer = wrapper.generate_footer_key("kf").unwrap();
+            let column = wrapper.generate_column_key("kc1").unwrap();
+            (footer, column)
+        })
+        .collect();
+    assert_eq!(
+        kms.wraps.load(Ordering::SeqCst),
+        2,
+        "one KMS wrap per master key for the whole write"
+    );
+    let kek_ids: Vec<_> = files
+        .iter()
+        .map(|(_, column)| json(&column.key_metadata)["keyEncryptionKeyID"].clone())
+        .collect();
+    assert!(kek_ids.windows(2).all(|w| w[0] == w[1]), "{kek_ids:?}");
+    assert_ne!(
+        files[0].1.key, files[1].1.key,
+        "every file has its own DEKs"
+    );
+
+    // A reader of every file unwraps one KEK per master key.
+    let unwrapper = FileKeyUnwrapper::new(kms.clone());
+    for (footer, column) in &files {
+        assert_eq!(unwrapper.unwrap(&footer.key_metadata).unwrap(), footer.key);
+        assert_eq!(unwrapper.unwrap(&column.key_metadata).unwrap(), column.key);
+    }
+    assert_eq!(kms.unwraps.load(Ordering::SeqCst), 2);
+
+    // Another KMS instance never gets a KEK wrapped by the first.
+    let other = KeyWrappingOptions {
+        kms_instance_id: "other".to_owned(),
+        ..KeyWrappingOptions::default()
+    };
+    let mut wrapper = FileKeyWrapper::with_keks(kms.clone(), other, keks.clone());
+    let elsewhere = json(&wrapper.generate_column_key("kc1").unwrap().key_metadata);
+    assert_ne!(elsewhere["keyEncryptionKeyID"], kek_ids[0]);
+    assert_eq!(kms.wraps.load(Ordering::SeqCst), 3);
+
+    // An expired KEK is replaced: with no lifetime, every file makes its own.
+    let expiring = WriterKeks::new(std::time::Duration::ZERO);
+    let ids: Vec<_> = (0..2)
+        .map(|_| {
+            let mut wrapper = FileKeyWrapper::with_keks(
+                kms.clone(),
+                KeyWrappingOptions::default(),
+                expiring.clone(),
+            );
+            json(&wrapper.generate_column_key("kc1").unwrap().key_metadata)["keyEncryptionKeyID"]
+                .clone()
+        })
+        .collect();
+    assert_ne!(ids[0], ids[1]);
+    assert_eq!(kms.wraps.load(Ordering::SeqCst), 5);
+
+    // Debug output names master keys, never key bytes.
+    let debug = format!("{keks:?}");
+    assert!(debug.contains("kc1") && debug.contains("kf"), "{debug}");
+    assert!(!debug.contains("key:"), "{debug}");
 }

@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use cipherlake_crypto::key_material::WriterKeks;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -136,9 +137,10 @@ impl TaxiOptions {
 /// Writer settings for generated trips: zstd, 1 Mi-row row groups, page statistics; no
 /// dictionary for the timestamps (nearly every value is distinct, so the writer would build a
 /// dictionary only to fall back to plain encoding). With `encryption`, the file at `path` gets
-/// fresh data keys wrapped through its KMS.
+/// fresh data keys wrapped through its KMS under the run's KEKs (`keks`).
 pub fn writer_properties(
     encryption: Option<&TaxiEncryption>,
+    keks: &WriterKeks,
     path: &Path,
 ) -> Result<WriterProperties, DatagenError> {
     let mut builder = WriterProperties::builder()
@@ -150,6 +152,7 @@ pub fn writer_properties(
     if let Some(encryption) = encryption {
         let properties = encryption.spec.file_encryption_properties(
             std::sync::Arc::clone(&encryption.kms),
+            keks,
             &schema(),
             &path.display().to_string(),
         )?;
@@ -215,6 +218,8 @@ pub fn generate_taxi(
     }
 
     let model = TripModel::new();
+    // One KEK per master key for the whole run, as parquet-java shares them across a write.
+    let keks = WriterKeks::default();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error = Mutex::new(None);
@@ -229,7 +234,12 @@ pub fn generate_taxi(
                         break;
                     }
                     let path = temporary(&out.join(part_name(index)));
-                    match write_part(&path, &model, options, index, files, progress, &failed) {
+                    let part = Part {
+                        path: &path,
+                        index,
+                        files,
+                    };
+                    match write_part(&part, &model, &keks, options, progress, &failed) {
                         Ok(bytes) => written.lock().expect("no panics while locked")[index] = bytes,
                         Err(e) => {
                             failed.store(true, Ordering::Relaxed);
@@ -275,16 +285,23 @@ pub fn generate_taxi(
     })
 }
 
-/// Writes file `index` of `files` to `path`; returns its size in bytes.
-fn write_part(
-    path: &Path,
-    model: &TripModel,
-    options: &TaxiOptions,
+/// File `index` of `files`, written at `path`.
+struct Part<'a> {
+    path: &'a Path,
     index: usize,
     files: usize,
+}
+
+/// Writes `part` with keys under the run's `keks`; returns its size in bytes.
+fn write_part(
+    part: &Part<'_>,
+    model: &TripModel,
+    keks: &WriterKeks,
+    options: &TaxiOptions,
     progress: &(dyn Fn(u64) + Sync),
     cancelled: &AtomicBool,
 ) -> Result<u64, DatagenError> {
+    let &Part { path, index, files } = part;
     let first = options.rows * index as u64 / files as u64;
     let end = options.rows * (index as u64 + 1) / files as u64;
     let schema = schema();
@@ -296,7 +313,7 @@ fn write_part(
     let mut writer = ArrowWriter::try_new(
         file,
         schema.clone(),
-        Some(writer_properties(options.encryption.as_ref(), path)?),
+        Some(writer_properties(options.encryption.as_ref(), keks, path)?),
     )
     .map_err(parquet_err)?;
     let mut row = first;

@@ -5,7 +5,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cipherlake_crypto::key_material::{FileKeyUnwrapper, KeyMaterial, KmsClient, Wrapping};
+use cipherlake_crypto::key_material::{
+    FileKeyUnwrapper, KeyMaterial, KmsClient, Wrapping, WriterKeks,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::file::column_crypto_metadata::ColumnCryptoMetaData;
@@ -112,8 +114,12 @@ fn rewrite_file(
                 path: output.display().to_string(),
             });
         };
-        let encryption =
-            spec.file_encryption_properties(kms, &schema, &output.display().to_string())?;
+        let encryption = spec.file_encryption_properties(
+            kms,
+            &WriterKeks::default(),
+            &schema,
+            &output.display().to_string(),
+        )?;
         props = props.with_file_encryption_properties(encryption);
     }
     let parent = output

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
-use cipherlake_crypto::key_material::{FileKeyUnwrapper, KmsClient};
+use cipherlake_crypto::key_material::{FileKeyUnwrapper, KmsClient, WriterKeks};
 use datafusion::common::config::EncryptionFactoryOptions;
 use datafusion::error::Result;
 use datafusion::execution::parquet_encryption::EncryptionFactory;
@@ -31,9 +31,12 @@ pub const FACTORY_ID: &str = "cipherlake";
 ///   only). Plaintext files are read as usual. Without a KMS, reading an encrypted file fails
 ///   with an error naming the file.
 /// - Writing: with a `footer_key` factory option (see [`EncryptionSpec`]) each file gets fresh
-///   data keys; without it files are written in plaintext.
+///   data keys; without it files are written in plaintext. The files a session writes share
+///   their KEKs for [`cipherlake_crypto::key_material::KEK_LIFETIME`] ([`WriterKeks`]), so a
+///   write of many files makes one KMS call per master key.
 pub struct KmsEncryptionFactory {
     kms: Option<Arc<dyn KmsClient>>,
+    keks: WriterKeks,
     unwrapper: Option<Arc<FileKeyUnwrapper>>,
     plaintext: PlaintextFiles,
 }
@@ -54,6 +57,7 @@ impl KmsEncryptionFactory {
             .map(|kms| Arc::new(FileKeyUnwrapper::new(Arc::clone(kms))));
         Self {
             kms,
+            keks: WriterKeks::default(),
             unwrapper,
             plaintext: PlaintextFiles::default(),
         }
@@ -76,9 +80,10 @@ impl EncryptionFactory for KmsEncryptionFactory {
             return Err(EncryptionError::NoKmsForWrite { path }.into());
         };
         let schema = Arc::clone(schema);
+        let keks = self.keks.clone();
         // KMS clients may block (a remote KMS); keep them off the async workers.
         let properties = tokio::task::spawn_blocking(move || {
-            spec.file_encryption_properties(kms, &schema, &path)
+            spec.file_encryption_properties(kms, &keks, &schema, &path)
         })
         .await
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))??;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::Schema;
 use cipherlake_crypto::key_material::{
-    DataKeyLength, FileKeyWrapper, KeyWrappingOptions, KmsClient,
+    DataKeyLength, FileKeyWrapper, KeyWrappingOptions, KmsClient, WriterKeks,
 };
 use parquet::encryption::encrypt::FileEncryptionProperties;
 
@@ -129,12 +129,14 @@ impl EncryptionSpec {
         options
     }
 
-    /// Generates fresh data keys for one file, wraps them through `kms`, and returns the
-    /// encryption properties for the Parquet writer. Every column named in the column keys
-    /// must be a top-level column of `schema`. `path` is only used in error messages.
+    /// Generates fresh data keys for one file, wraps them through `kms` under the KEKs of the
+    /// write (`keks`, shared by its files), and returns the encryption properties for the
+    /// Parquet writer. Every column named in the column keys must be a top-level column of
+    /// `schema`. `path` is only used in error messages.
     pub fn file_encryption_properties(
         &self,
         kms: Arc<dyn KmsClient>,
+        keks: &WriterKeks,
         schema: &Schema,
         path: &str,
     ) -> Result<Arc<FileEncryptionProperties>, EncryptionError> {
@@ -148,7 +150,7 @@ impl EncryptionSpec {
             data_key_length: self.data_key_length,
             ..KeyWrappingOptions::default()
         };
-        let mut wrapper = FileKeyWrapper::new(kms, options);
+        let mut wrapper = FileKeyWrapper::with_keks(kms, options, keks.clone());
         let footer = wrapper
             .generate_footer_key(&self.footer_key)
             .map_err(key_error)?;

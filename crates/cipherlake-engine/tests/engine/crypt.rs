@@ -172,3 +172,44 @@ pub async fn read_table(ctx: &SessionContext, path: &Path) -> Result<String, Str
         .map_err(|e| e.to_string())?
         .to_string())
 }
+
+/// The test KMS, counting its calls.
+pub struct CountingKms {
+    inner: LocalKms,
+    /// Keys wrapped so far.
+    pub wraps: std::sync::atomic::AtomicUsize,
+    /// Keys unwrapped so far.
+    pub unwraps: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingKms {
+    /// Over [`key_list`].
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inner: LocalKms::from_key_list(&key_list()).expect("valid key list"),
+            wraps: Default::default(),
+            unwraps: Default::default(),
+        })
+    }
+}
+
+impl KmsClient for CountingKms {
+    fn wrap_key(
+        &self,
+        key: &[u8],
+        master_key_id: &str,
+    ) -> Result<String, cipherlake_crypto::key_material::KmsError> {
+        self.wraps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.wrap_key(key, master_key_id)
+    }
+
+    fn unwrap_key(
+        &self,
+        wrapped_key: &str,
+        master_key_id: &str,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, cipherlake_crypto::key_material::KmsError> {
+        self.unwraps
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.unwrap_key(wrapped_key, master_key_id)
+    }
+}

@@ -4,8 +4,12 @@
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use cipherlake_crypto::key_material::{FileKeyUnwrapper, FileKeyWrapper, KeyWrappingOptions};
+use arrow::util::pretty::pretty_format_batches;
+use cipherlake_crypto::key_material::{
+    FileKeyUnwrapper, FileKeyWrapper, KeyWrappingOptions, WriterKeks,
+};
 use cipherlake_engine::encryption::{EncryptionSpec, decryption_properties, open_kms};
 use cipherlake_engine::session::{SessionOptions, new_session};
 use parquet::arrow::ArrowWriter;
@@ -15,8 +19,8 @@ use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::properties::WriterProperties;
 
 use super::crypt::{
-    copy_to, crypto_options, key_list, kms_from, kms_session, plain_session, read_table,
-    register_sample, sample_batch, wrong_key_list,
+    CountingKms, copy_to, crypto_options, key_list, kms_from, kms_session, plain_session,
+    read_table, register_sample, sample_batch, wrong_key_list,
 };
 
 const ROWS: usize = 1000;
@@ -394,8 +398,13 @@ fn spec_builds_properties_for_the_writer() {
     let spec = EncryptionSpec::new("kf");
     let batch = sample_batch(5);
     assert!(
-        spec.file_encryption_properties(kms_from(&key_list()), &batch.schema(), "x")
-            .is_ok()
+        spec.file_encryption_properties(
+            kms_from(&key_list()),
+            &WriterKeks::default(),
+            &batch.schema(),
+            "x"
+        )
+        .is_ok()
     );
 }
 
@@ -489,4 +498,77 @@ async fn create_external_table_with_key_options_writes_encrypted_files() {
         read_table(&kms_session(), &location).await.unwrap(),
         expected
     );
+}
+
+/// The files of one write share a KEK per master key, as parquet-java's writers do: writing
+/// several files makes one KMS call per master key, and reading them all back unwraps one KEK
+/// per master key.
+#[tokio::test]
+async fn the_files_of_a_write_share_one_kek_per_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer_kms = CountingKms::new();
+    let ctx = new_session(&SessionOptions {
+        kms: Some(writer_kms.clone()),
+        target_partitions: 2,
+        ..SessionOptions::default()
+    });
+    register_sample(&ctx, 1_000);
+    let out = dir.path().join("by_city");
+    let sql = format!(
+        "COPY src TO '{}/' STORED AS PARQUET PARTITIONED BY (city) OPTIONS (\
+         'format.crypto.factory_options.footer_key' 'kf', \
+         'format.crypto.factory_options.column_keys' 'kc:amount;kl:note')",
+        out.display()
+    );
+    cipherlake_engine::script::query(&ctx, &sql).await.unwrap();
+    let files = parquet_files(&out);
+    assert!(files.len() >= 3, "{files:?}");
+    assert_eq!(
+        writer_kms.wraps.load(Ordering::SeqCst),
+        3,
+        "one wrap per master key (kf, kc, kl) for {} files",
+        files.len()
+    );
+
+    let reader_kms = CountingKms::new();
+    let reader = new_session(&SessionOptions {
+        kms: Some(reader_kms.clone()),
+        target_partitions: 2,
+        ..SessionOptions::default()
+    });
+    let read = format!(
+        "SELECT count(*) AS n, sum(length(note)) AS notes, sum(amount) AS amount FROM '{}/'",
+        out.display()
+    );
+    let batches = cipherlake_engine::script::query(&reader, &read)
+        .await
+        .unwrap();
+    let original = cipherlake_engine::script::query(
+        &ctx,
+        "SELECT count(*) AS n, sum(length(note)) AS notes, sum(amount) AS amount FROM src",
+    )
+    .await
+    .unwrap();
+    let text = |b: &[arrow::array::RecordBatch]| pretty_format_batches(b).unwrap().to_string();
+    assert_eq!(text(&batches), text(&original));
+    assert_eq!(
+        reader_kms.unwraps.load(Ordering::SeqCst),
+        3,
+        "one KEK unwrapped per master key for {} files",
+        files.len()
+    );
+}
+
+/// Every `.parquet` file under `dir`.
+fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(parquet_files(&path));
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            files.push(path);
+        }
+    }
+    files
 }
