@@ -33,30 +33,17 @@ const CACHE_SETTINGS: &[&str] = &[
     "file_statistics_cache_limit",
 ];
 
-/// What a statement does to the runtime environment.
-enum RuntimeChange<'a> {
-    /// `SET name = value`.
-    Set { name: &'a str, value: &'a str },
-    /// `RESET name`.
-    Reset { name: &'a str },
-}
-
 /// Applies `plan` if it sets or resets the spill limit and returns `true`, then the caller
 /// must not execute it; refuses runtime settings that would weaken the session; returns
 /// `false` for every other statement, which the caller executes as usual.
 pub fn apply_runtime_setting(ctx: &SessionContext, plan: &LogicalPlan) -> Result<bool> {
-    let change = match plan {
-        LogicalPlan::Statement(Statement::SetVariable(set)) => RuntimeChange::Set {
-            name: &set.variable,
-            value: &set.value,
-        },
-        LogicalPlan::Statement(Statement::ResetVariable(reset)) => RuntimeChange::Reset {
-            name: &reset.variable,
-        },
+    // The value is `None` for `RESET`.
+    let (variable, value) = match plan {
+        LogicalPlan::Statement(Statement::SetVariable(set)) => {
+            (&set.variable, Some(set.value.as_str()))
+        }
+        LogicalPlan::Statement(Statement::ResetVariable(reset)) => (&reset.variable, None),
         _ => return Ok(false),
-    };
-    let variable = match change {
-        RuntimeChange::Set { name, .. } | RuntimeChange::Reset { name } => name,
     };
     // Compared without case, so that no spelling slips past the check to DataFusion.
     let lowercase = variable.to_ascii_lowercase();
@@ -70,11 +57,9 @@ pub fn apply_runtime_setting(ctx: &SessionContext, plan: &LogicalPlan) -> Result
     };
     match key {
         "max_temp_directory_size" => {
-            let max = match change {
-                RuntimeChange::Set { value, .. } => {
-                    SessionContext::parse_capacity_limit(variable, value)? as u64
-                }
-                RuntimeChange::Reset { .. } => DEFAULT_MAX_TEMP_DIRECTORY_SIZE,
+            let max = match value {
+                Some(value) => SessionContext::parse_capacity_limit(variable, value)? as u64,
+                None => DEFAULT_MAX_TEMP_DIRECTORY_SIZE,
             };
             spill_limit(ctx)?.set_max(max);
             Ok(true)

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use cipherlake_crypto::key_material::KmsClient;
 use datafusion::common::config::TableOptions;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::disk_manager::{
+    DEFAULT_MAX_TEMP_DIRECTORY_SIZE, DiskManagerBuilder, DiskManagerMode,
+};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::DeltaTableFactory;
@@ -56,7 +58,7 @@ impl Default for SessionOptions {
             kms: None,
             memory_limit: None,
             spill_dir: None,
-            spill_limit: SpillLimit::default().max(),
+            spill_limit: DEFAULT_MAX_TEMP_DIRECTORY_SIZE,
             stores: StoreConfig::default(),
         }
     }

@@ -18,6 +18,7 @@ use parquet::encryption::encrypt::FileEncryptionProperties;
 use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::properties::WriterProperties;
 
+use super::canary_watch::walk;
 use super::crypt::{
     CountingKms, copy_to, crypto_options, key_list, kms_from, kms_session, plain_session,
     read_table, register_sample, sample_batch, wrong_key_list,
@@ -521,7 +522,10 @@ async fn the_files_of_a_write_share_one_kek_per_master_key() {
         out.display()
     );
     cipherlake_engine::script::query(&ctx, &sql).await.unwrap();
-    let files = parquet_files(&out);
+    let files: Vec<_> = walk(&out)
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
+        .collect();
     assert!(files.len() >= 3, "{files:?}");
     assert_eq!(
         writer_kms.wraps.load(Ordering::SeqCst),
@@ -557,18 +561,4 @@ async fn the_files_of_a_write_share_one_kek_per_master_key() {
         "one KEK unwrapped per master key for {} files",
         files.len()
     );
-}
-
-/// Every `.parquet` file under `dir`.
-fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(parquet_files(&path));
-        } else if path.extension().is_some_and(|e| e == "parquet") {
-            files.push(path);
-        }
-    }
-    files
 }

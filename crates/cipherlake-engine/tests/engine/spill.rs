@@ -13,7 +13,7 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
-use super::canary_watch::watch;
+use super::canary_watch::{walk, watch};
 use super::crypt::{CANARY, register_sample};
 
 /// Spills counted in the metrics of `plan` and its children.
@@ -77,23 +77,6 @@ async fn run_spilling_after(setup: &str, sql: &str) {
 
 async fn run_spilling(sql: &str) {
     run_spilling_after("", sql).await;
-}
-
-/// Spill files left in the session's spill directory.
-fn spill_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    walkdir(dir).into_iter().filter(|p| p.is_file()).collect()
-}
-
-fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walkdir(&path));
-        }
-        out.push(path);
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +176,7 @@ async fn a_query_spilling_beyond_the_limit_fails_and_leaves_no_file() {
         err.contains("datafusion.runtime.max_temp_directory_size"),
         "{err}"
     );
-    assert_eq!(spill_files(dir.path()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(walk(dir.path()), Vec::<std::path::PathBuf>::new());
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use cipherlake_crypto::key_material::KmsClient;
 use cipherlake_engine::encryption::RenewableKms;
 use cipherlake_engine::session::SessionOptions;
 use cipherlake_engine::stores::StoreConfig;
+use datafusion::execution::disk_manager::DEFAULT_MAX_TEMP_DIRECTORY_SIZE;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
@@ -137,7 +138,7 @@ impl AttestedWorker {
                     Some(mib) => mib
                         .checked_mul(1024 * 1024)
                         .context("--spill-limit is too large")?,
-                    None => SessionOptions::default().spill_limit,
+                    None => DEFAULT_MAX_TEMP_DIRECTORY_SIZE,
                 },
                 ..SessionOptions::default()
             },
